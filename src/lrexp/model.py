@@ -1,0 +1,172 @@
+"""The lecture's model as a LightningModule: sigmoid(Linear(in_features, 1)), BCE loss, SGD.
+
+Training uses manual optimisation so that one Lightning step can run a whole group of SGD
+minibatches (see lrexp.data.batches): the updates are exactly those of one minibatch per step,
+but Lightning's per-step bookkeeping is paid once per group instead of once per minibatch.
+"""
+
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchmetrics import MeanMetric, MetricCollection
+from torchmetrics.classification import (
+    BinaryAccuracy,
+    BinaryAUROC,
+    BinaryCalibrationError,
+    BinaryF1Score,
+)
+
+from lrexp.errors import LrexpError
+
+Batches = list[tuple[Tensor, Tensor]]
+STAGES = ("train", "val", "test")
+
+
+def _stage_metrics(stage: str) -> MetricCollection:
+    return MetricCollection(
+        {
+            "acc": BinaryAccuracy(),
+            "auroc": BinaryAUROC(),
+            "f1": BinaryF1Score(),
+            "ece": BinaryCalibrationError(),
+        },
+        prefix=f"{stage}/",
+    )
+
+
+class LogisticRegression(L.LightningModule):
+    """P(label 1 | x) = sigmoid(w·x + b), fitted with SGD on binary cross-entropy.
+
+    The loss is computed from the logits (`binary_cross_entropy_with_logits`): the same function
+    as the lecture's sigmoid + BCELoss, but finite when the sigmoid saturates. With `seed` set,
+    the initial parameters are exactly those of `torch.manual_seed(seed); nn.Linear(n, 1)`,
+    whatever else has drawn random numbers before.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        lr: float = 0.01,
+        reduction: str = "mean",
+        weight_decay: float = 0.0,
+        momentum: float = 0.0,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(logger=False)
+        self.automatic_optimization = False
+        with torch.random.fork_rng(devices=[]):
+            if seed is not None:
+                torch.manual_seed(seed)
+            self.linear = nn.Linear(in_features, 1)
+        for stage in STAGES:  # train_metrics, train_loss, val_metrics, ...
+            setattr(self, f"{stage}_metrics", _stage_metrics(stage))
+            setattr(self, f"{stage}_loss", MeanMetric())
+
+    def logits(self, x: Tensor) -> Tensor:
+        return self.linear(x).squeeze(-1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """P(label 1) for each row of x."""
+        return torch.sigmoid(self.logits(x))
+
+    def loss(self, logits: Tensor, y: Tensor) -> Tensor:
+        return F.binary_cross_entropy_with_logits(logits, y, reduction=self.hparams.reduction)
+
+    def training_step(self, batches: Batches, batch_idx: int) -> None:
+        optimizer = self.optimizers()
+        all_logits, all_targets, losses = [], [], []
+        for x, y in batches:
+            logits = self.logits(x)
+            loss = self.loss(logits, y)
+            optimizer.zero_grad()
+            self.manual_backward(loss)
+            optimizer.step()
+            all_logits.append(logits.detach())
+            all_targets.append(y)
+            losses.append(loss.detach())
+        losses = torch.stack(losses)
+        if not torch.isfinite(losses).all():
+            raise LrexpError(
+                f"training loss became {losses[~torch.isfinite(losses)][0].item()} in epoch "
+                f"{self.current_epoch}: lower model.lr (now {self.hparams.lr}); "
+                "the last finite checkpoint is kept"
+            )
+        sizes = torch.tensor(
+            [len(y) for y in all_targets], dtype=losses.dtype, device=losses.device
+        )
+        self._update("train", torch.cat(all_logits), torch.cat(all_targets), losses, sizes)
+
+    def validation_step(self, batches: Batches, batch_idx: int) -> None:
+        self._evaluate("val", batches)
+
+    def test_step(self, batches: Batches, batch_idx: int) -> None:
+        self._evaluate("test", batches)
+
+    def _evaluate(self, stage: str, batches: Batches) -> None:
+        for x, y in batches:
+            logits = self.logits(x)
+            loss = self.loss(logits, y).reshape(1)
+            self._update(stage, logits, y, loss, torch.full_like(loss, len(y)))
+
+    def _update(self, stage: str, logits: Tensor, y: Tensor, losses: Tensor, sizes: Tensor) -> None:
+        getattr(self, f"{stage}_metrics").update(torch.sigmoid(logits), y.long())
+        getattr(self, f"{stage}_loss").update(losses, sizes)
+
+    def _log_epoch(self, stage: str) -> None:
+        """Publish the epoch's metrics once, straight to the loggers (x axis: epoch).
+
+        `self.log` costs about a millisecond per key and call — more than a whole epoch of the
+        toy run — so lrexp hands epoch values to the loggers itself, and to the trainer's
+        callback/progress-bar metrics, which ModelCheckpoint and the progress bar read.
+        torchmetrics' compute() syncs the values across DDP ranks.
+        """
+        metrics, loss = getattr(self, f"{stage}_metrics"), getattr(self, f"{stage}_loss")
+        values = {f"{stage}/loss": loss.compute(), **metrics.compute()}
+        metrics.reset()
+        loss.reset()
+        self.trainer.callback_metrics.update(values)
+        if stage != "test":
+            self.trainer.progress_bar_metrics.update({k: v.item() for k, v in values.items()})
+        for logger in self.loggers:
+            logger.log_metrics({k: v.item() for k, v in values.items()}, step=self.current_epoch)
+
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(
+            self.parameters(),
+            lr=self.hparams.lr,
+            momentum=self.hparams.momentum,
+            weight_decay=self.hparams.weight_decay,
+        )
+
+    @property
+    def weight(self) -> Tensor:
+        return self.linear.weight.detach().squeeze(0)
+
+    @property
+    def bias(self) -> float:
+        return self.linear.bias.detach().item()
+
+    def toy_summary(self) -> dict[str, float]:
+        """The lecture's question answered: P(pass | 4 hours) and the 50 % boundary in hours."""
+        w, b = self.weight.item(), self.bias
+        return {
+            "w": w,
+            "b": b,
+            "p_pass_at_4h": torch.sigmoid(torch.tensor(4.0 * w + b)).item(),
+            "boundary_h": -b / w if w != 0 else math.nan,
+        }

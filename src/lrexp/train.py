@@ -1,0 +1,88 @@
+"""`python -m lrexp.train`: compose → instantiate → fit → test the best checkpoint → run dir."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+import lightning as L
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities import rank_zero_only
+from omegaconf import DictConfig, OmegaConf
+
+from lrexp.cli import entry_point
+from lrexp.config import check_config
+from lrexp.run import check_fresh, print_summary, resolve_ckpt_path, save_figures, write_metrics
+
+log = logging.getLogger(__name__)
+
+# lrexp's loaders serve in-memory tensors: worker processes would only add overhead.
+warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Fit, validate and test the best checkpoint; return the final metrics."""
+    check_config(cfg)
+    run_dir = Path(cfg.paths.output_dir)
+    ckpt_path = resolve_ckpt_path(cfg.ckpt_path, run_dir)
+    if cfg.seed is not None:
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
+
+    datamodule = instantiate(cfg.data, _convert_="all")
+    model = instantiate(cfg.model, _convert_="all")
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    if trainer.is_global_zero:
+        check_fresh(run_dir, resuming=ckpt_path is not None)
+
+    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    tested = best or None
+    metrics: dict[str, float] = {}
+    for stage, run_stage in (("val/", trainer.validate), ("test/", trainer.test)):
+        run_stage(model, datamodule=datamodule, ckpt_path=tested, verbose=False)
+        metrics |= {k: v.item() for k, v in trainer.callback_metrics.items() if k.startswith(stage)}
+    if model.hparams.in_features == 1:
+        metrics |= model.toy_summary()
+    _finish(cfg, trainer, model, datamodule, metrics, run_dir)
+    return metrics
+
+
+@rank_zero_only
+def _finish(cfg, trainer, model, datamodule, metrics: dict[str, float], run_dir: Path) -> None:
+    from lrexp import plots
+
+    figures = {}
+    if model.hparams.in_features == 1:
+        figures["decision_curve"] = plots.decision_curve(
+            metrics["w"], metrics["b"], cfg.data.hours, cfg.data.passed
+        )
+    save_figures(run_dir, figures, trainer.loggers)
+    for logger in trainer.loggers:
+        params = OmegaConf.to_container(cfg, resolve=True)
+        if hasattr(logger.experiment, "add_figure"):
+            logger.log_hyperparams(params, metrics)
+        else:
+            logger.log_hyperparams(params)
+        logger.finalize("success")
+    path = write_metrics(run_dir, metrics)
+    best = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
+    print_summary(
+        "lrexp.train",
+        metrics,
+        {
+            "run dir:": str(run_dir),
+            "metrics:": str(path),
+            "best checkpoint:": (best.best_model_path or "-") if best else "-",
+            "tensorboard:": f"tensorboard --logdir {run_dir}",
+        },
+    )
+
+
+main = entry_point("config")(train)
+
+if __name__ == "__main__":
+    main()
