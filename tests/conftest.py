@@ -1,0 +1,125 @@
+"""Shared fixtures: tiny datasets in torchvision's exact raw formats, and in-process entry runs.
+
+torchvision cannot download here, so the tests write IDX files (MNIST, Fashion-MNIST) and
+pickled batches (CIFAR-10) themselves and read them back through the real loaders.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import pickle
+import struct
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra.core.global_hydra import GlobalHydra
+
+from lrexp.data.mnist import RAW_FILES
+
+N_TRAIN, N_TEST = 200, 100
+
+
+def synthetic_images(n: int, shape: tuple[int, ...], seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Images whose class is visible in their brightness pattern, so a linear model learns it."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 10
+    images = rng.integers(0, 60, size=(n, *shape), dtype=np.uint8)
+    flat = images.reshape(n, -1)
+    width = flat.shape[1] // 10
+    for i, label in enumerate(labels):
+        flat[i, label * width : (label + 1) * width] += 150
+    return images, labels.astype(np.uint8)
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """An uint8 IDX file: magic 0x0000 08 <ndim>, big-endian dims, then the bytes."""
+    header = bytes([0, 0, 8, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def write_mnist_like(raw_dir: Path, compress: bool = False) -> Path:
+    """The four IDX files of MNIST/Fashion-MNIST (optionally .gz, as Debian ships them)."""
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    train_x, train_y = synthetic_images(N_TRAIN, (28, 28), seed=0)
+    test_x, test_y = synthetic_images(N_TEST, (28, 28), seed=1)
+    for name, array in zip(RAW_FILES, (train_x, train_y, test_x, test_y), strict=True):
+        path = raw_dir / name
+        write_idx(path, array)
+        if compress:
+            path.with_name(name + ".gz").write_bytes(gzip.compress(path.read_bytes()))
+            path.unlink()
+    return raw_dir
+
+
+def write_cifar10(root: Path) -> dict[str, str]:
+    """cifar-10-batches-py with 5 train batches, a test batch and batches.meta; returns md5s."""
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True, exist_ok=True)
+    batches = {f"data_batch_{i}": synthetic_images(40, (3, 32, 32), seed=i) for i in range(1, 6)}
+    batches["test_batch"] = synthetic_images(N_TEST, (3, 32, 32), seed=9)
+    for name, (images, labels) in batches.items():
+        entry = {"data": images.reshape(len(images), -1), "labels": labels.tolist()}
+        (folder / name).write_bytes(pickle.dumps(entry))
+    names = [
+        "airplane",
+        "automobile",
+        "bird",
+        "cat",
+        "deer",
+        "dog",
+        "frog",
+        "horse",
+        "ship",
+        "truck",
+    ]
+    (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": names}))
+    return {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in folder.iterdir()}
+
+
+@pytest.fixture
+def mnist_root(tmp_path: Path) -> Path:
+    write_mnist_like(tmp_path / "data" / "MNIST" / "raw")
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def fashion_root(tmp_path: Path) -> Path:
+    write_mnist_like(tmp_path / "data" / "FashionMNIST" / "raw")
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def cifar_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Fabricated CIFAR-10, with torchvision's md5 table patched to the fabricated files."""
+    from torchvision.datasets import CIFAR10
+
+    md5 = write_cifar10(tmp_path / "data")
+    monkeypatch.setattr(
+        CIFAR10, "train_list", [[f"data_batch_{i}", md5[f"data_batch_{i}"]] for i in range(1, 6)]
+    )
+    monkeypatch.setattr(CIFAR10, "test_list", [["test_batch", md5["test_batch"]]])
+    monkeypatch.setattr(CIFAR10, "meta", {**CIFAR10.meta, "md5": md5["batches.meta"]})
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def run_main(monkeypatch: pytest.MonkeyPatch) -> Callable[..., int]:
+    """Run an entry point's main() in this process with command-line overrides; return its
+    exit status. In-process runs skip the ~10 s import of lightning that a subprocess pays."""
+
+    def run(main: Callable[[], None], *overrides: str) -> int:
+        monkeypatch.setattr(sys, "argv", ["lrexp", *overrides])
+        GlobalHydra.instance().clear()
+        try:
+            main()
+        except SystemExit as exit_:
+            return int(exit_.code or 0)
+        finally:
+            GlobalHydra.instance().clear()
+        return 0
+
+    return run
