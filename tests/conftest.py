@@ -106,20 +106,22 @@ def cifar_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "data"
 
 
-@pytest.fixture
-def run_main(monkeypatch: pytest.MonkeyPatch) -> Callable[..., int]:
-    """Run an entry point's main() in this process with command-line overrides; return its
-    exit status. In-process runs skip the ~10 s import of lightning that a subprocess pays."""
-
-    def run(main: Callable[[], None], *overrides: str) -> int:
-        monkeypatch.setattr(sys, "argv", ["lrexp", *overrides])
+def run_entry(main: Callable[[], None], *overrides: str) -> int:
+    """Run an entry point's main() in this process with command-line overrides; return its exit
+    status. In-process runs skip the ~10 s import of lightning that a subprocess pays."""
+    argv = sys.argv
+    sys.argv = ["lrexp", *overrides]
+    GlobalHydra.instance().clear()
+    try:
+        main()
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    finally:
+        sys.argv = argv
         GlobalHydra.instance().clear()
-        try:
-            main()
-        except SystemExit as exit_:
-            return int(exit_.code or 0)
-        finally:
-            GlobalHydra.instance().clear()
-        return 0
+    return 0
 
-    return run
+
+@pytest.fixture
+def run_main() -> Callable[..., int]:
+    return run_entry

@@ -12,6 +12,7 @@ import math
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor, nn
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import (
@@ -25,6 +26,8 @@ from lrexp.errors import LrexpError
 
 Batches = list[tuple[Tensor, Tensor]]
 STAGES = ("train", "val", "test")
+# Checkpoint key naming the DataModule class ("lrexp.data.toy.ToyDataModule").
+DATAMODULE_CLASS_KEY = "lrexp_datamodule"
 
 
 def _stage_metrics(stage: str) -> MetricCollection:
@@ -124,7 +127,8 @@ class LogisticRegression(L.LightningModule):
         `self.log` costs about a millisecond per key and call — more than a whole epoch of the
         toy run — so lrexp hands epoch values to the loggers itself, and to the trainer's
         callback/progress-bar metrics, which ModelCheckpoint and the progress bar read.
-        torchmetrics' compute() syncs the values across DDP ranks.
+        torchmetrics' compute() syncs the values across DDP ranks. A stand-alone validate()
+        (train.py re-scores the best checkpoint for metrics.json) adds no point to the curves.
         """
         metrics, loss = getattr(self, f"{stage}_metrics"), getattr(self, f"{stage}_loss")
         values = {f"{stage}/loss": loss.compute(), **metrics.compute()}
@@ -133,6 +137,8 @@ class LogisticRegression(L.LightningModule):
         self.trainer.callback_metrics.update(values)
         if stage != "test":
             self.trainer.progress_bar_metrics.update({k: v.item() for k, v in values.items()})
+        if self.trainer.state.fn == TrainerFn.VALIDATING:
+            return
         for logger in self.loggers:
             logger.log_metrics({k: v.item() for k, v in values.items()}, step=self.current_epoch)
 
@@ -152,6 +158,15 @@ class LogisticRegression(L.LightningModule):
             momentum=self.hparams.momentum,
             weight_decay=self.hparams.weight_decay,
         )
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Name the DataModule class beside its hyper-parameters (which Lightning stores), so that
+        eval and predict rebuild the run's own data from the checkpoint alone."""
+        datamodule = self.trainer.datamodule
+        if datamodule is not None:
+            checkpoint[DATAMODULE_CLASS_KEY] = (
+                f"{type(datamodule).__module__}.{type(datamodule).__qualname__}"
+            )
 
     @property
     def weight(self) -> Tensor:

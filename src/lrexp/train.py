@@ -55,16 +55,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
 def _finish(cfg, trainer, model, datamodule, metrics: dict[str, float], run_dir: Path) -> None:
     from lrexp import plots
 
-    figures = {}
-    if model.hparams.in_features == 1:
-        figures["decision_curve"] = plots.decision_curve(
-            metrics["w"], metrics["b"], cfg.data.hours, cfg.data.passed
-        )
-    save_figures(run_dir, figures, trainer.loggers)
+    save_figures(run_dir, plots.run_figures(model, datamodule), trainer.loggers)
     for logger in trainer.loggers:
         params = OmegaConf.to_container(cfg, resolve=True)
         if hasattr(logger.experiment, "add_figure"):
-            logger.log_hyperparams(params, metrics)
+            # HPARAMS-tab columns; the hp/ prefix keeps them off the training curves (step 0).
+            logger.log_hyperparams(params, {f"hp/{key}": value for key, value in metrics.items()})
         else:
             logger.log_hyperparams(params)
         logger.finalize("success")

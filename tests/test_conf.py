@@ -1,0 +1,113 @@
+"""Every option of every config group composes, and its objects instantiate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from lrexp.cli import CONFIG_DIR
+
+GROUPS = ("data", "model", "trainer", "logger", "callbacks", "experiment", "hparams_search")
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
+
+
+def compose_train(overrides: list[str], tmp_path: Path) -> DictConfig:
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    cfg.paths.output_dir = str(tmp_path / "run")
+    cfg.paths.data_dir = str(tmp_path / "data")
+    return cfg
+
+
+@pytest.mark.parametrize(
+    "override", [f"{group}={option}" for group in GROUPS for option in options(group)]
+)
+def test_every_option_composes_and_resolves(override: str, tmp_path: Path) -> None:
+    cfg = compose_train([override], tmp_path)
+    group, option = override.split("=")
+    assert HydraConfig.get().runtime.choices[group] == option
+    task = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
+    OmegaConf.to_container(task, resolve=True, throw_on_missing=True)
+
+
+def test_groups_hold_the_interface_options() -> None:
+    assert set(options("data")) >= {"toy", "mnist", "fashion_mnist", "cifar10"}
+    assert set(options("trainer")) >= {"cpu", "gpu", "ddp", "ddp_cpu"}
+    assert set(options("logger")) >= {"tensorboard", "csv", "none"}
+    assert set(options("callbacks")) >= {"default", "none"}
+    assert "lecture06" in options("experiment")
+    assert options("model") == ["logistic"]
+
+
+def test_default_is_the_lecture(tmp_path: Path) -> None:
+    cfg = compose_train([], tmp_path)
+    assert cfg.data._target_ == "lrexp.data.toy.ToyDataModule"
+    assert (cfg.model.in_features, cfg.model.lr, cfg.model.reduction) == (1, 0.01, "sum")
+    assert cfg.trainer.max_epochs == 1000
+    assert cfg.trainer.accelerator == "cpu"
+
+
+def test_lecture06_matches_the_default_toy_run(tmp_path: Path) -> None:
+    default = compose_train([], tmp_path)
+    lecture = compose_train(["experiment=lecture06"], tmp_path)
+    for key in ("data", "model", "trainer"):
+        assert OmegaConf.to_container(default[key]) == OmegaConf.to_container(lecture[key])
+
+
+@pytest.mark.parametrize("data", ["toy", "mnist", "fashion_mnist", "cifar10"])
+def test_model_width_follows_the_data(data: str, tmp_path: Path) -> None:
+    cfg = compose_train([f"data={data}"], tmp_path)
+    model = instantiate(cfg.model)
+    assert model.linear.in_features == {"toy": 1, "cifar10": 3072}.get(data, 784)
+
+
+@pytest.mark.parametrize("logger", options("logger"))
+def test_loggers_instantiate(logger: str, tmp_path: Path) -> None:
+    cfg = compose_train([f"logger={logger}"], tmp_path)
+    loggers = [instantiate(c) for c in (cfg.logger or {}).values()]
+    assert [type(x).__name__ for x in loggers] == {
+        "tensorboard": ["TensorBoardLogger"],
+        "csv": ["CSVLogger"],
+        "none": [],
+    }[logger]
+
+
+@pytest.mark.parametrize("callbacks", options("callbacks"))
+def test_callbacks_instantiate(callbacks: str, tmp_path: Path) -> None:
+    cfg = compose_train([f"callbacks={callbacks}"], tmp_path)
+    made = [instantiate(c) for c in (cfg.callbacks or {}).values()]
+    if callbacks == "default":
+        (checkpoint,) = made
+        assert checkpoint.monitor == "val/loss"
+        assert checkpoint.save_last
+        assert checkpoint.dirpath == str(tmp_path / "run" / "checkpoints")
+    else:
+        assert made == []
+
+
+@pytest.mark.parametrize("trainer", ["cpu", "ddp_cpu"])
+def test_cpu_trainers_instantiate(trainer: str, tmp_path: Path) -> None:
+    cfg = compose_train([f"trainer={trainer}"], tmp_path)
+    made = instantiate(cfg.trainer, logger=False)
+    assert made.num_devices == (2 if trainer == "ddp_cpu" else 1)
+    assert type(made.strategy).__name__ == (
+        "DDPStrategy" if trainer == "ddp_cpu" else "SingleDeviceStrategy"
+    )
+
+
+@pytest.mark.parametrize("trainer", ["gpu", "ddp"])
+def test_gpu_trainers_ask_for_cuda(trainer: str, tmp_path: Path) -> None:
+    cfg = compose_train([f"trainer={trainer}"], tmp_path)
+    assert cfg.trainer.accelerator == "gpu"
+    assert (cfg.trainer.get("strategy"), cfg.trainer.devices) == (
+        ("ddp", -1) if trainer == "ddp" else (None, 1)
+    )
