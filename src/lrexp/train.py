@@ -7,14 +7,23 @@ import warnings
 from pathlib import Path
 
 import lightning as L
-from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from lrexp.cli import entry_point
-from lrexp.config import check_config
-from lrexp.run import check_fresh, print_summary, resolve_ckpt_path, save_figures, write_metrics
+from lrexp.config import build, check_config
+from lrexp.run import (
+    check_checkpoint_fits,
+    continues_run,
+    load_checkpoint,
+    print_summary,
+    resolve_ckpt_path,
+    save_figures,
+    save_run_config,
+    start_run,
+    write_metrics,
+)
 
 log = logging.getLogger(__name__)
 
@@ -30,23 +39,31 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if cfg.seed is not None:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
 
-    datamodule = instantiate(cfg.data, _convert_="all")
-    model = instantiate(cfg.model, _convert_="all")
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
-    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    datamodule = build(cfg.data, "data")
+    model = build(cfg.model, "model")
+    callbacks = [build(c, f"callbacks.{k}") for k, c in (cfg.get("callbacks") or {}).items()]
+    loggers = [build(c, f"logger.{k}") for k, c in (cfg.get("logger") or {}).items()]
+    trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
+    continuing = continues_run(ckpt_path, run_dir)
     if trainer.is_global_zero:
-        check_fresh(run_dir, resuming=ckpt_path is not None)
+        # Read the data and the checkpoint before the run dir is touched: a bad file stops here.
+        datamodule.prepare_data()
+        datamodule.setup("fit")
+        if ckpt_path is not None:
+            check_checkpoint_fits(load_checkpoint(ckpt_path), model, ckpt_path)
+        start_run(run_dir, cfg, continuing)
 
-    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     tested = best or None
     metrics: dict[str, float] = {}
     for stage, run_stage in (("val/", trainer.validate), ("test/", trainer.test)):
-        run_stage(model, datamodule=datamodule, ckpt_path=tested, verbose=False)
+        run_stage(model, datamodule=datamodule, ckpt_path=tested, verbose=False, weights_only=True)
         metrics |= {k: v.item() for k, v in trainer.callback_metrics.items() if k.startswith(stage)}
     if model.hparams.in_features == 1:
         metrics |= model.toy_summary()
+    if continuing and trainer.is_global_zero:
+        save_run_config(run_dir, cfg)  # the resumed run's config replaces the earlier one now
     _finish(cfg, trainer, model, datamodule, metrics, run_dir)
     return metrics
 
