@@ -125,3 +125,32 @@ def run_entry(main: Callable[[], None], *overrides: str) -> int:
 @pytest.fixture
 def run_main() -> Callable[..., int]:
     return run_entry
+
+
+@pytest.fixture(scope="session")
+def trained_toy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A short toy training run (50 epochs, validated once), shared by the insight tests."""
+    from lrexp.train import main
+
+    run_dir = tmp_path_factory.mktemp("trained_toy") / "run"
+    overrides = ("data=toy", "trainer.max_epochs=50", f"hydra.run.dir={run_dir}")
+    assert run_entry(main, *overrides) == 0
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def trained_mnist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two epochs on fabricated MNIST with standardised features (statistics in the checkpoint)."""
+    from lrexp.train import main
+
+    root = tmp_path_factory.mktemp("trained_mnist")
+    write_mnist_like(root / "data" / "MNIST" / "raw")
+    overrides = (
+        "data=mnist",
+        f"paths.data_dir={root / 'data'}",
+        "data.normalize=true",
+        "trainer.max_epochs=2",
+        f"hydra.run.dir={root / 'run'}",
+    )
+    assert run_entry(main, *overrides) == 0
+    return root / "run"

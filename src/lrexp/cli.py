@@ -39,6 +39,8 @@ def entry_point(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Cal
                 sys.exit(2)
 
         def main() -> None:
+            nonlocal started
+            started = False
             try:
                 run()
             except SystemExit as exit_:

@@ -32,8 +32,8 @@ def _is_number(value: object) -> bool:
 def check_config(cfg: DictConfig) -> None:
     """Raise LrexpError for the first bad value found."""
     seed = cfg.get("seed")
-    if seed is not None and not _is_int(seed):
-        raise _fail("seed", seed, "an integer, or null for a random seed")
+    if seed is not None and not (_is_int(seed) and 0 <= seed < 2**32):
+        raise _fail("seed", seed, "an integer in [0, 2**32), or null for a random seed")
 
     model = cfg.get("model") or {}
     lr = model.get("lr")

@@ -94,16 +94,24 @@ class LogisticRegression(L.LightningModule):
             all_targets.append(y)
             losses.append(loss.detach())
         losses = torch.stack(losses)
-        if not torch.isfinite(losses).all():
-            raise LrexpError(
-                f"training loss became {losses[~torch.isfinite(losses)][0].item()} in epoch "
-                f"{self.current_epoch}: lower model.lr (now {self.hparams.lr}); "
-                "the last finite checkpoint is kept"
-            )
+        self._check_finite(losses)
         sizes = torch.tensor(
             [len(y) for y in all_targets], dtype=losses.dtype, device=losses.device
         )
         self._update("train", torch.cat(all_logits), torch.cat(all_targets), losses, sizes)
+
+    def _check_finite(self, losses: Tensor) -> None:
+        """Stop as soon as the loss or the updated weights are inf/NaN — before a checkpoint could
+        store them, so the last checkpoint on disk stays a finite one."""
+        weights = torch.cat([p.detach().flatten() for p in self.parameters()])
+        if torch.isfinite(torch.cat([losses, weights])).all():
+            return
+        lr = self.hparams.lr
+        raise LrexpError(
+            f"training diverged in epoch {self.current_epoch}: the training loss (max "
+            f"{losses.max().item():.3g}) or the weights became inf/nan. Lower model.lr "
+            f"(now {lr:g}, e.g. model.lr={lr / 10:g}); checkpoints/ keeps the last finite one"
+        )
 
     def validation_step(self, batches: Batches, batch_idx: int) -> None:
         self._evaluate("val", batches)

@@ -184,16 +184,19 @@ def check_checkpoint_fits(
 
 
 def print_summary(title: str, metrics: Mapping[str, float], lines: Mapping[str, str]) -> None:
-    """A short table of the final metrics and where the run's files are."""
+    """A short table of the final metrics and where the run's files are (paths and commands
+    unwrapped and unstyled, so they can be copied from any terminal width)."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=title, show_header=True, header_style="bold")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for key in sorted(metrics):
-        table.add_row(key, f"{metrics[key]:.4f}")
     console = Console()
-    console.print(table)
+    if metrics:
+        table = Table(title=title, show_header=True, header_style="bold")
+        table.add_column("metric")
+        table.add_column("value", justify="right")
+        for key in sorted(metrics):
+            table.add_row(key, f"{metrics[key]:.4f}")
+        console.print(table)
     for label, value in lines.items():
-        console.print(f"[bold]{label}[/bold] {value}")
+        console.print(f"[bold]{label}[/bold] {escape(value)}", soft_wrap=True)

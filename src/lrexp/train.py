@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from lrexp.cli import entry_point
 from lrexp.config import build, check_config
+from lrexp.errors import LrexpError
 from lrexp.run import (
     check_checkpoint_fits,
     continues_run,
@@ -44,6 +45,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     callbacks = [build(c, f"callbacks.{k}") for k, c in (cfg.get("callbacks") or {}).items()]
     loggers = [build(c, f"logger.{k}") for k, c in (cfg.get("logger") or {}).items()]
     trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
+    _check_launcher(trainer)
     continuing = continues_run(ckpt_path, run_dir)
     if trainer.is_global_zero:
         # Read the data and the checkpoint before the run dir is touched: a bad file stops here.
@@ -66,6 +68,28 @@ def train(cfg: DictConfig) -> dict[str, float]:
         save_run_config(run_dir, cfg)  # the resumed run's config replaces the earlier one now
     _finish(cfg, trainer, model, datamodule, metrics, run_dir)
     return metrics
+
+
+def _check_launcher(trainer: L.Trainer) -> None:
+    """Lightning's ddp starts the other processes by re-running the command line, with this run's
+    dir: under -m, each of them would start the whole sweep again and the sweep would hang."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
+
+    launcher = trainer.strategy.launcher
+    if (
+        HydraConfig.initialized()
+        and HydraConfig.get().mode == RunMode.MULTIRUN
+        and isinstance(launcher, _SubprocessScriptLauncher)
+        and launcher.num_processes > 1
+        and not launcher.cluster_environment.creates_processes_externally
+    ):
+        raise LrexpError(
+            "-m (multirun) with trainer.strategy=ddp: Lightning's ddp re-runs the command line "
+            "for each extra process, which a sweep cannot do. For sweeps use "
+            "trainer.strategy=ddp_spawn, or hydra/launcher=slurm (one SLURM task per device)"
+        )
 
 
 @rank_zero_only
@@ -95,7 +119,21 @@ def _finish(cfg, trainer, model, datamodule, metrics: dict[str, float], run_dir:
     )
 
 
-main = entry_point("config")(train)
+def task(cfg: DictConfig) -> dict[str, float] | float:
+    """Hydra's task: train, then return the metrics — or, with `optimized_metric` set (as
+    hparams_search=optuna does), the one number a sweeper optimises."""
+    metrics = train(cfg)
+    key = cfg.get("optimized_metric")
+    if key is None:
+        return metrics
+    if key not in metrics:
+        raise LrexpError(
+            f"optimized_metric={key} is not a metric of this run: use one of {sorted(metrics)}"
+        )
+    return metrics[key]
+
+
+main = entry_point("config")(task)
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,1 @@
+"""DataModules, one module per data source; Hydra imports only the one a run names."""

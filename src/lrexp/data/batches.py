@@ -1,0 +1,102 @@
+"""Serve minibatches straight from in-memory tensors, in an order fixed by (seed, epoch).
+
+A binary subset is small enough to keep decoded in memory (on the GPU when training there), so
+batches are slices of a per-epoch permutation instead of per-sample transforms and collation.
+Each loader item is a *group* of up to `batches_per_fetch` minibatches; the model runs one SGD
+step per minibatch, so grouping changes no update, only how often Lightning's loop turns.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+
+def epoch_permutation(n: int, seed: int, epoch: int) -> Tensor:
+    """The training order of epoch `epoch`: a function of (seed, epoch) only, so that a
+    resumed run sees the same batches as an uninterrupted one."""
+    state = np.random.SeedSequence([seed, epoch]).generate_state(1, dtype=np.uint64)[0]
+    generator = torch.Generator().manual_seed(int(state) & (2**63 - 1))
+    return torch.randperm(n, generator=generator)
+
+
+class EpochBatches(Sampler[list[Tensor]]):
+    """Yields groups of minibatch index tensors; this rank's share of the data when distributed.
+
+    Training shards drop the remainder so that every rank runs the same number of SGD steps
+    (DDP synchronises each one); evaluation shards keep every sample.
+    """
+
+    def __init__(
+        self,
+        n: int,
+        batch_size: int,
+        batches_per_fetch: int,
+        shuffle: bool,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        self.device = torch.device(device)
+        self.n, self.batch_size, self.batches_per_fetch = n, batch_size, batches_per_fetch
+        self.shuffle, self.seed, self.rank, self.world_size = shuffle, seed, rank, world_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by Lightning at the start of every epoch."""
+        self.epoch = epoch
+
+    def _indices(self) -> Tensor:
+        if not self.shuffle:
+            return torch.arange(self.n)[self.rank :: self.world_size]
+        order = epoch_permutation(self.n, self.seed, self.epoch)
+        return order[: self.n - self.n % self.world_size][self.rank :: self.world_size]
+
+    def _num_samples(self) -> int:
+        if self.shuffle:
+            return self.n // self.world_size
+        return len(range(self.rank, self.n, self.world_size))
+
+    def __iter__(self):
+        indices = self._indices().to(self.device)
+        batches = indices.split(self.batch_size) if len(indices) else ()  # as many as __len__
+        for start in range(0, len(batches), self.batches_per_fetch):
+            yield list(batches[start : start + self.batches_per_fetch])
+
+    def __len__(self) -> int:
+        return math.ceil(math.ceil(self._num_samples() / self.batch_size) / self.batches_per_fetch)
+
+
+class TensorPairs(Dataset):
+    """Features and labels indexed by whole minibatches: item = list of (x, y) pairs."""
+
+    def __init__(self, x: Tensor, y: Tensor) -> None:
+        self.x, self.y = x, y
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, groups: list[Tensor]) -> list[tuple[Tensor, Tensor]]:
+        return [(self.x[idx], self.y[idx]) for idx in groups]
+
+
+def tensor_loader(
+    x: Tensor,
+    y: Tensor,
+    batch_size: int,
+    batches_per_fetch: int = 1,
+    shuffle: bool = False,
+    seed: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
+) -> DataLoader:
+    """A DataLoader over in-memory tensors that fetches whole minibatches, never samples."""
+    sampler = EpochBatches(
+        len(y), batch_size, batches_per_fetch, shuffle, seed, rank, world_size, x.device
+    )
+    return DataLoader(TensorPairs(x, y), batch_size=None, sampler=sampler)

@@ -1,0 +1,69 @@
+"""The lecture's toy data: hours studied → pass (1) or fail (0)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import lightning as L
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader
+
+from lrexp.data.batches import tensor_loader
+from lrexp.errors import LrexpError
+
+
+class ToyDataModule(L.LightningDataModule):
+    """Hours → pass/fail, served as one full batch (the lecture trains on all points at once)
+    unless `batch_size` asks for minibatches (taken in order, so a sweep over it stays exact).
+
+    There is no held-out data in the lecture, so validation and test reuse the training points:
+    their metrics measure the fit, not generalisation. Every DDP rank sees all points, so a
+    distributed run reproduces the single-process one.
+    """
+
+    in_features = 1
+
+    def __init__(
+        self,
+        hours: Sequence[float] = (1.0, 2.0, 3.0),
+        passed: Sequence[int] = (0, 0, 1),
+        batch_size: int | None = None,
+    ) -> None:
+        super().__init__()
+        if not hours:
+            raise LrexpError("data.hours is empty: give at least one number of hours")
+        if len(hours) != len(passed):
+            raise LrexpError(
+                f"data.hours has {len(hours)} values but data.passed has {len(passed)}: "
+                "give one pass/fail label per number of hours"
+            )
+        if any(label not in (0, 1) for label in passed):
+            raise LrexpError(
+                f"data.passed={list(passed)}: every label must be 0 (fail) or 1 (pass)"
+            )
+        self.save_hyperparameters(logger=False)
+        self.x = torch.tensor(hours, dtype=torch.float32).unsqueeze(1)
+        self.y = torch.tensor(passed, dtype=torch.float32)
+
+    def _loader(self) -> DataLoader:
+        return tensor_loader(self.x, self.y, batch_size=self.hparams.batch_size or len(self.y))
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader()
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader()
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader()
+
+    def encode_inputs(self, inputs: Sequence[float]) -> tuple[list[str], Tensor]:
+        """Rows for `predict`: hours as given, and the feature matrix the model takes."""
+        try:
+            hours = [float(h) for h in inputs]
+        except (TypeError, ValueError):
+            raise LrexpError(
+                f"inputs={inputs!r}: the toy model takes hours, e.g. inputs=[4.0,5.5]"
+            ) from None
+        return [str(h) for h in hours], torch.tensor(hours).unsqueeze(1)
