@@ -129,11 +129,11 @@ def run_main() -> Callable[..., int]:
 
 @pytest.fixture(scope="session")
 def trained_toy(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A short toy training run (50 epochs, validated once), shared by the insight tests."""
+    """A short toy run: 100 epochs at lr 0.1 (the lecture's 1000 at 0.01, roughly)."""
     from lrexp.train import main
 
     run_dir = tmp_path_factory.mktemp("trained_toy") / "run"
-    overrides = ("data=toy", "trainer.max_epochs=50", f"hydra.run.dir={run_dir}")
+    overrides = ("data=toy", "model.lr=0.1", "trainer.max_epochs=100", f"hydra.run.dir={run_dir}")
     assert run_entry(main, *overrides) == 0
     return run_dir
 

@@ -18,7 +18,13 @@ from tests.conftest import run_entry
 def test_baseline_prints_both_fits_side_by_side(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    overrides = ("data=toy", "trainer.max_epochs=50", "sklearn.C=10", f"hydra.run.dir={tmp_path}")
+    overrides = (
+        "data=toy",
+        "model.lr=0.1",
+        "trainer.max_epochs=100",
+        "sklearn.C=10",
+        f"hydra.run.dir={tmp_path}",
+    )
     assert run_entry(main, *overrides) == 0
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     reference = LogisticRegression(C=10, max_iter=1000).fit([[1.0], [2.0], [3.0]], [0, 0, 1])

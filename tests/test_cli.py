@@ -11,12 +11,30 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
-from lrexp.train import main
+from lrexp import baseline, predict, train
+from lrexp import eval as eval_
 from tests.conftest import run_entry, write_mnist_like
 
 MNIST_FILES = ("train-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 FAST = ("trainer.max_epochs=1", "trainer.enable_progress_bar=false")
+ENTRY_POINTS = {
+    "train": train.main,
+    "eval": eval_.main,
+    "predict": predict.main,
+    "baseline": baseline.main,
+}
+
+
+class Payload:
+    """A pickle that would create a file if anything unpickled it without weights_only."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.touch, (self.path,))
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
@@ -25,8 +43,8 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Fabricated MNIST (whole, truncated, partial), one finished MNIST run in run/, and a
-    corrupt checkpoint beside it."""
+    """Fabricated MNIST (whole, truncated, partial), one finished MNIST run in run/, a corrupt
+    and a malicious checkpoint, and a digit image."""
     root = tmp_path_factory.mktemp("site")
     raw = write_mnist_like(root / "good" / "MNIST" / "raw")
     shutil.copytree(raw, root / "truncated" / "MNIST" / "raw")
@@ -37,56 +55,83 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copy(raw / MNIST_FILES[0], partial)
     run = root / "run"
     overrides = ("data=mnist", f"paths.data_dir={root / 'good'}", f"hydra.run.dir={run}", *FAST)
-    assert run_entry(main, *overrides) == 0
+    assert run_entry(train.main, *overrides) == 0
     last = (run / "checkpoints" / "last.ckpt").read_bytes()
     (root / "corrupt.ckpt").write_bytes(last[: len(last) // 2])
+    torch.save({"state_dict": {}, "payload": Payload(root / "pwned")}, root / "malicious.ckpt")
+    Image.new("L", (28, 28)).save(root / "digit.png")
     return root
 
 
-# (overrides, what the message must name); every bad run is pointed at the earlier run's dir.
+TRAIN = ("data=mnist", "paths.data_dir={site}/good", *FAST)
+CKPT = "ckpt_path={site}/run/checkpoints/last.ckpt"
+
+# (entry point, overrides, what the message must name); every bad run is pointed at the
+# earlier run's dir with hydra.run.dir.
 BAD_INPUTS = [
-    (["model.lr=-1"], "model.lr=-1"),
-    (["model.lr=fast"], "model.lr='fast'"),  # an override of the wrong type
-    (["model.lr=inf"], "model.lr=inf"),
-    (["model.reduction=avg"], "model.reduction='avg'"),
-    (["data.batch_size=0"], "data.batch_size=0"),
-    (["data.val_fraction=1.0"], "data.val_fraction=1.0"),
-    (["data.positive=[]"], "data.positive is empty"),
-    (["data.positive=[zebra]"], "data.positive holds unknown class 'zebra'"),
-    (["data.positive=[3]", "data.negative=[3,8]"], "data.positive and data.negative"),
-    (["trainer.max_epochs=0"], "trainer.max_epochs=0"),
-    (["seed=abc"], "seed='abc'"),
-    (["seed=-1"], "seed=-1"),
-    (["trainer.accelerator=gpu"], "trainer.accelerator=gpu"),
-    (["trainer.devices=0"], "trainer: `Trainer(devices=0)`"),  # Lightning's own complaint
-    (["+model.momentum_typo=0.9"], "model: "),
-    (["ckpt_path=nowhere.ckpt"], "ckpt_path=nowhere.ckpt"),
-    (["ckpt_path={site}/corrupt.ckpt"], "ckpt_path={site}/corrupt.ckpt is not a readable"),
-    (["data=toy", "ckpt_path=last"], "ckpt_path={site}/run/checkpoints/last.ckpt does not fit"),
-    (["paths.data_dir={site}/truncated"], f"{MNIST_FILES[0]} holds"),
-    (["paths.data_dir={site}/partial"], "MNIST files missing in {site}/partial/MNIST/raw"),
-    ([], "hydra.run.dir={site}/run already holds a run"),  # a good config, but a taken dir
-    (["data=imagenet"], "Could not find 'data/imagenet'"),  # Hydra: unknown group option
-    (["learning_rate=0.1"], "learning_rate"),  # Hydra: unknown key
+    ("train", [*TRAIN, "model.lr=-1"], "model.lr=-1"),
+    ("train", [*TRAIN, "model.lr=fast"], "model.lr='fast'"),  # an override of the wrong type
+    ("train", [*TRAIN, "model.lr=inf"], "model.lr=inf"),
+    ("train", [*TRAIN, "model.reduction=avg"], "model.reduction='avg'"),
+    ("train", [*TRAIN, "data.batch_size=0"], "data.batch_size=0"),
+    ("train", [*TRAIN, "data.val_fraction=1.0"], "data.val_fraction=1.0"),
+    ("train", [*TRAIN, "data.positive=[]"], "data.positive is empty"),
+    ("train", [*TRAIN, "data.positive=[zebra]"], "data.positive holds unknown class 'zebra'"),
+    ("train", [*TRAIN, "data.negative=[3,8]"], "data.positive and data.negative"),
+    ("train", [*TRAIN, "trainer.max_epochs=0"], "trainer.max_epochs=0"),
+    ("train", [*TRAIN, "seed=abc"], "seed='abc'"),
+    ("train", [*TRAIN, "seed=-1"], "seed=-1"),
+    ("train", [*TRAIN, "trainer.accelerator=gpu"], "trainer.accelerator=gpu"),
+    ("train", [*TRAIN, "trainer.devices=0"], "trainer: `Trainer(devices=0)`"),  # Lightning's
+    ("train", [*TRAIN, "+model.momentum_typo=0.9"], "'momentum_typo'"),
+    ("train", [*TRAIN, "ckpt_path=nowhere.ckpt"], "ckpt_path=nowhere.ckpt"),
+    ("train", [*TRAIN, "ckpt_path={site}/corrupt.ckpt"], "corrupt.ckpt is not a readable"),
+    ("train", [*TRAIN, "ckpt_path={site}/malicious.ckpt"], "only load files you trust"),
+    ("train", ["data=toy", "ckpt_path=last"], "checkpoints/last.ckpt does not fit"),
+    ("train", [*TRAIN, "paths.data_dir={site}/truncated"], f"{MNIST_FILES[0]} holds"),
+    ("train", [*TRAIN, "paths.data_dir={site}/partial"], "missing in {site}/partial/MNIST/raw"),
+    ("train", [*TRAIN], "hydra.run.dir={site}/run already holds a run"),  # a good config
+    ("train", [*TRAIN, "data=imagenet"], "Could not find 'data/imagenet'"),  # Hydra's own
+    ("train", [*TRAIN, "learning_rate=0.1"], "Could not override 'learning_rate'"),  # Hydra's
+    ("eval", [], "ckpt_path is missing"),
+    ("eval", ["ckpt_path={site}/corrupt.ckpt"], "corrupt.ckpt is not a readable"),
+    ("eval", ["ckpt_path={site}/malicious.ckpt"], "only load files you trust"),
+    ("eval", [CKPT, "data=toy"], "takes 784 features but this data config gives 1"),
+    ("eval", [CKPT, "data=mnist", "paths.data_dir={site}/partial"], "{site}/partial/MNIST"),
+    ("eval", [CKPT], "hydra.run.dir={site}/run already holds a run"),
+    ("predict", [CKPT], "inputs is missing"),
+    ("predict", [CKPT, "inputs={site}/none*.png"], "none*.png'] matches no file"),
+    ("predict", [CKPT, "inputs={site}/corrupt.ckpt"], "cannot read {site}/corrupt.ckpt"),
+    ("predict", [CKPT, "inputs={site}/digit.png"], "hydra.run.dir={site}/run already holds"),
+    ("baseline", [*TRAIN, "sklearn.C=-1"], "sklearn: The 'C' parameter"),
+    ("baseline", [*TRAIN, "data.val_fraction=-0.1"], "data.val_fraction=-0.1"),
 ]
 
 
-@pytest.mark.parametrize(("overrides", "named"), BAD_INPUTS, ids=lambda v: str(v))
+def case_id(entry: str, overrides: list[str]) -> str:
+    own = " ".join(o for o in overrides if o not in (*TRAIN, CKPT))
+    return f"{entry}: {own or '(nothing else)'}"
+
+
+@pytest.mark.parametrize(
+    ("entry", "overrides", "named"), BAD_INPUTS, ids=[case_id(e, o) for e, o, _ in BAD_INPUTS]
+)
 def test_bad_input_stops_with_a_message_and_leaves_the_earlier_run_intact(
-    site: Path, overrides: list[str], named: str, capsys: pytest.CaptureFixture[str]
+    site: Path, entry: str, overrides: list[str], named: str, capsys: pytest.CaptureFixture
 ) -> None:
     run = site / "run"
     before = snapshot(run)
     capsys.readouterr()
-    base = ["data=mnist", f"paths.data_dir={site / 'good'}", f"hydra.run.dir={run}", *FAST]
-    code = run_entry(main, *base, *(o.format(site=site) for o in overrides))
+    arguments = [o.format(site=site) for o in overrides]
+    code = run_entry(ENTRY_POINTS[entry], *arguments, f"hydra.run.dir={run}")
     err = capsys.readouterr().err
     assert code == 2, err
     assert "Traceback" not in err
     assert named.format(site=site) in err
     if "lrexp: error:" in err:  # Hydra's own messages (which list the options) are kept as they are
-        assert len(err[err.index("lrexp: error:") :].strip().splitlines()) <= 3
+        assert len(err[err.index("lrexp: error:") :].strip().splitlines()) == 1
     assert snapshot(run) == before
+    assert not (site / "pwned").exists()
 
 
 def test_a_diverging_run_names_the_epoch_and_keeps_a_finite_checkpoint(
@@ -95,7 +140,7 @@ def test_a_diverging_run_names_the_epoch_and_keeps_a_finite_checkpoint(
     # The loss is computed from logits, so model.lr=1e30 stays finite; 1e38 overflows float32.
     run = tmp_path / "run"
     overrides = ("data=mnist", f"paths.data_dir={site / 'good'}", f"hydra.run.dir={run}")
-    code = run_entry(main, *overrides, "trainer.max_epochs=5", "model.lr=1e38", "logger=none")
+    code = run_entry(train.main, *overrides, "trainer.max_epochs=5", "model.lr=1e38", "logger=none")
     err = capsys.readouterr().err
     assert code == 2
     assert "Traceback" not in err
@@ -110,9 +155,21 @@ def test_resuming_the_run_in_its_own_dir_is_allowed(site: Path, tmp_path: Path) 
     run = tmp_path / "run"
     shutil.copytree(site / "run", run)
     overrides = ("data=mnist", f"paths.data_dir={site / 'good'}", f"hydra.run.dir={run}")
-    assert run_entry(main, *overrides, "ckpt_path=last", "trainer.max_epochs=2", "logger=none") == 0
+    code = run_entry(train.main, *overrides, "ckpt_path=last", "trainer.max_epochs=2")
+    assert code == 0
     assert json.loads((run / "metrics.json").read_text())["val/acc"] > 0.5
     assert "max_epochs: 2" in (run / ".hydra" / "config.yaml").read_text()
+
+
+def test_resuming_another_dirs_checkpoint_in_a_new_dir_leaves_that_dir_intact(
+    site: Path, tmp_path: Path
+) -> None:
+    before = snapshot(site / "run")
+    overrides = ("data=mnist", f"paths.data_dir={site / 'good'}", f"hydra.run.dir={tmp_path}")
+    code = run_entry(train.main, *overrides, CKPT.format(site=site), "trainer.max_epochs=3")
+    assert code == 0
+    assert (tmp_path / "metrics.json").is_file()
+    assert snapshot(site / "run") == before
 
 
 def test_the_real_cli_maps_a_hydra_error_to_exit_2(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import shutil
 import socket
 import subprocess
 import sys
@@ -37,7 +38,7 @@ def test_confidently_wrong_shows_the_surest_mistakes_first() -> None:
     images = torch.zeros(5, 1, 28, 28, dtype=torch.uint8)
     labels = torch.tensor([0.0, 1.0, 0.0, 1.0, 1.0])
     probs = torch.tensor([0.7, 0.1, 0.95, 0.9, 0.4])  # wrong: 0 (0.7), 1 (0.1), 2 (0.95), 4
-    figure = plots.confidently_wrong(images, labels, probs, count=3)
+    figure = plots.confidently_wrong(images, labels, probs, ("sneaker", "sandal"), count=3)
     titles = [ax.get_title() for ax in figure.axes if ax.get_title()]
     assert titles == ["P(1)=0.95\nlabel 0", "P(1)=0.10\nlabel 1", "P(1)=0.70\nlabel 0"]
 
@@ -47,6 +48,7 @@ def test_confidently_wrong_says_when_nothing_is_wrong() -> None:
         torch.zeros(2, 3, 32, 32, dtype=torch.uint8),
         torch.tensor([0.0, 1.0]),
         torch.tensor([0.2, 0.8]),
+        ("sneaker", "sandal"),
     )
     assert figure.axes[0].texts[0].get_text() == "no test image misclassified"
 
@@ -66,7 +68,8 @@ def _free_port() -> int:
 
 
 def _get(url: str, data: bytes | None = None) -> dict:
-    with urllib.request.urlopen(url, data=data, timeout=10) as response:
+    request = urllib.request.Request(url, data, {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read())
 
 
@@ -74,7 +77,9 @@ def test_a_tensorboard_server_serves_the_runs_curves_pictures_and_hparams(
     trained_toy: Path, trained_mnist: Path, tmp_path: Path
 ) -> None:
     """A real `tensorboard` on 127.0.0.1, asked over its HTTP API, as the browser would."""
-    runs = f"toy:{trained_toy / 'tensorboard'},mnist:{trained_mnist / 'tensorboard'}"
+    logdir = tmp_path / "outputs"  # `tensorboard --logdir outputs` over two runs
+    shutil.copytree(trained_toy / "tensorboard", logdir / "toy")
+    shutil.copytree(trained_mnist / "tensorboard", logdir / "mnist")
     port = _free_port()
     url = f"http://127.0.0.1:{port}/data/plugin"
     log = (tmp_path / "tensorboard.log").open("w")
@@ -83,7 +88,7 @@ def test_a_tensorboard_server_serves_the_runs_curves_pictures_and_hparams(
             sys.executable,
             "-m",
             "tensorboard.main",
-            f"--logdir_spec={runs}",
+            f"--logdir={logdir}",
             "--host=127.0.0.1",
             f"--port={port}",
             "--reload_interval=1",

@@ -70,14 +70,16 @@ def baseline(cfg: DictConfig) -> dict[str, float]:
         "val": split_arrays(datamodule.val_dataloader()),
         "test": split_arrays(datamodule.test_dataloader()),
     }
-    start_run(run_dir, cfg, continuing=False)
-
     metrics: dict[str, float] = {}
     start = time.perf_counter()
-    sklearn_model.fit(*splits["train"])
+    try:
+        sklearn_model.fit(*splits["train"])
+    except ValueError as err:  # scikit-learn checks its parameters (sklearn.*) in fit
+        raise LrexpError(f"sklearn: {err}") from None
     metrics["sklearn/fit_s"] = time.perf_counter() - start
     for split in ("val", "test"):
         metrics[f"sklearn/{split}/acc"] = float(sklearn_model.score(*splits[split]))
+    start_run(run_dir, cfg, continuing=False)  # after every check, before the first file
 
     start = time.perf_counter()
     trainer.fit(model, datamodule=datamodule)

@@ -169,12 +169,16 @@ class LogisticRegression(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Name the DataModule class beside its hyper-parameters (which Lightning stores), so that
-        eval and predict rebuild the run's own data from the checkpoint alone."""
+        eval and predict rebuild the run's own data from the checkpoint alone. Also flush the
+        loggers, which get no flush from Lightning (see _log_epoch): a run killed later resumes
+        from this checkpoint with every curve point up to it on disk."""
         datamodule = self.trainer.datamodule
         if datamodule is not None:
             checkpoint[DATAMODULE_CLASS_KEY] = (
                 f"{type(datamodule).__module__}.{type(datamodule).__qualname__}"
             )
+        for logger in self.loggers:
+            logger.save()
 
     @property
     def weight(self) -> Tensor:

@@ -63,7 +63,7 @@ def roc_curve(probs: Tensor, labels: Tensor) -> Figure:
     """The test ROC curve with its AUROC (torchmetrics' BinaryROC)."""
     from torchmetrics.classification import BinaryROC
 
-    roc = BinaryROC()
+    roc = BinaryROC(sync_on_compute=False)  # drawn on rank 0 alone, from the whole test split
     roc.update(probs, labels.long())
     figure, ax = roc.plot(score=True)
     ax.set_title("test ROC")
@@ -74,14 +74,16 @@ def confusion_matrix(probs: Tensor, labels: Tensor, names: tuple[str, str]) -> F
     """Test counts by true and predicted label at P = 0.5 (torchmetrics' BinaryConfusionMatrix)."""
     from torchmetrics.classification import BinaryConfusionMatrix
 
-    matrix = BinaryConfusionMatrix()
+    matrix = BinaryConfusionMatrix(sync_on_compute=False)  # rank 0 alone, whole test split
     matrix.update(probs, labels.long())
     figure, ax = matrix.plot(labels=[f"0: {names[0]}", f"1: {names[1]}"])
     ax.set_title("test confusion matrix")
     return figure
 
 
-def confidently_wrong(images: Tensor, labels: Tensor, probs: Tensor, count: int = 16) -> Figure:
+def confidently_wrong(
+    images: Tensor, labels: Tensor, probs: Tensor, names: tuple[str, str], count: int = 16
+) -> Figure:
     """The misclassified test images the model was surest about, with their P(label 1)."""
     wrong = ((probs >= 0.5).float() != labels).nonzero().squeeze(1)
     worst = wrong[(probs[wrong] - labels[wrong]).abs().argsort(descending=True)][:count]
@@ -96,7 +98,9 @@ def confidently_wrong(images: Tensor, labels: Tensor, probs: Tensor, count: int 
         ax.set_title(f"P(1)={probs[i]:.2f}\nlabel {int(labels[i])}", fontsize=8)
     if not len(worst):
         axes[0, 0].text(0.5, 0.5, "no test image misclassified", ha="center", va="center")
-    figure.suptitle(f"most confidently wrong test images ({len(wrong)} wrong in all)")
+    figure.suptitle(
+        f"most confidently wrong test images ({len(wrong)} wrong in all; label 1: {names[1]})"
+    )
     return figure
 
 
@@ -116,7 +120,7 @@ def run_figures(model: LogisticRegression, datamodule: L.LightningDataModule) ->
         "weights": weight_map(model.weight, datamodule.image_shape, names),
         "roc": roc_curve(probs, labels),
         "confusion_matrix": confusion_matrix(probs, labels, names),
-        "confidently_wrong": confidently_wrong(images, labels, probs),
+        "confidently_wrong": confidently_wrong(images, labels, probs, names),
     }
 
 

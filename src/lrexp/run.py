@@ -1,7 +1,9 @@
-"""What a run leaves in its directory (metrics.json, figures/, the closing summary).
+"""A run's directory: claimed by one run, and what it leaves there (.hydra/, metrics.json,
+figures/, the closing summary); and the safe loading of the checkpoints it names.
 
 Every file is written atomically — to a temporary file in the same folder, then renamed — so an
-interrupted run never leaves a half-written file that looks complete.
+interrupted run never leaves a half-written file that looks complete; and nothing is written
+before every input is checked, so a failed run never touches an earlier run's files.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -148,9 +151,11 @@ def load_checkpoint(path: str, key: str = "ckpt_path") -> dict[str, Any]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
         raise LrexpError(
-            f"{key}={path} holds objects other than tensors and plain values, which lrexp does not "
-            f"unpickle (weights_only=True; {str(err).splitlines()[0]}). Only load files you trust"
+            f"{key}={path} holds pickled objects besides tensors and plain values "
+            f"({found[1] if found else 'not a checkpoint lrexp wrote'}), which lrexp does not "
+            "unpickle (weights_only=True): only load files you trust"
         ) from None
     except Exception as err:  # torch raises RuntimeError, EOFError, KeyError, ... for bad bytes
         raise LrexpError(

@@ -50,8 +50,8 @@ class CIFAR10DataModule(BinaryVisionDataModule):
                 CIFAR10(self.hparams.data_dir, download=True)
             except (OSError, RuntimeError) as err:
                 raise LrexpError(
-                    f"data.download=true failed for CIFAR-10 ({err}). Without the network: "
-                    + self.offline_source()
+                    f"data.download=true failed for CIFAR-10 ({' '.join(str(err).split())}). "
+                    "Without the network: " + self.offline_source()
                 ) from None
 
     def read_split(self, train: bool) -> tuple[Tensor, Tensor]:

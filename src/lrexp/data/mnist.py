@@ -72,8 +72,8 @@ class MNISTDataModule(BinaryVisionDataModule):
                 self.torchvision_dataset()(self.hparams.data_dir, download=True)
             except (OSError, RuntimeError) as err:
                 raise LrexpError(
-                    f"data.download=true failed for {self.folder} ({err}). Without the network: "
-                    + self.offline_source()
+                    f"data.download=true failed for {self.folder} ({' '.join(str(err).split())}). "
+                    "Without the network: " + self.offline_source()
                 ) from None
 
     def read_split(self, train: bool) -> tuple[Tensor, Tensor]:

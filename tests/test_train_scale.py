@@ -1,0 +1,321 @@
+"""Scaling `python -m lrexp.train`: sweeps, DDP over CPU processes, SLURM jobs, exact resume.
+
+Runs that need processes of their own (DDP, SIGKILL) start together in the background when the
+module starts, so that their imports overlap the in-process tests; the tests that read them
+wait for them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from lightning.pytorch.callbacks import Callback
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from lrexp.checkpoint_io import AtomicCheckpointIO
+from lrexp.train import main
+from tests.conftest import run_entry, write_mnist_like
+
+REPO = Path(__file__).parents[1]
+TIMEOUT_S = 600
+# Fabricated Fashion-MNIST, sandal vs sneaker: 36 training images (an even number, so that two
+# DDP ranks share them without a remainder), 4 validation, 20 test images.
+IMAGES = ["data=fashion_mnist", "trainer.enable_progress_bar=false", "logger=tensorboard"]
+RESUMED = [*IMAGES, "trainer.max_epochs=4", "data.batch_size=6", "data.batches_per_fetch=1"]
+RESUMED += ["model.momentum=0.9"]  # the momentum buffers must come back with the checkpoint
+TOY_DDP = ["data=toy", "trainer.max_epochs=100", "trainer.enable_progress_bar=false"]
+
+
+class SigkillAt(Callback):
+    """Kill this process with SIGKILL (no cleanup, no flush) after a given training step."""
+
+    def __init__(self, epoch: int, batch: int) -> None:
+        self.epoch, self.batch = epoch, batch
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        if (trainer.current_epoch, batch_idx) == (self.epoch, self.batch):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def start(run_dir: Path, *overrides: str) -> subprocess.Popen:
+    """`python -m lrexp.train` in its own process group (DDP children included), log beside."""
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    log = (run_dir.parent / f"{run_dir.name}.log").open("w")
+    command = [sys.executable, "-m", "lrexp.train", f"hydra.run.dir={run_dir}", *overrides]
+    return subprocess.Popen(
+        command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+
+
+def finish(process: subprocess.Popen, run_dir: Path) -> int:
+    """The exit status; a run still going after TIMEOUT_S is killed with its children."""
+    try:
+        return process.wait(timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        tail = (run_dir.parent / f"{run_dir.name}.log").read_text()[-3000:]
+        pytest.fail(f"{run_dir.name} still running after {TIMEOUT_S} s:\n{tail}")
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("scale")
+    write_mnist_like(root / "data" / "FashionMNIST" / "raw")
+    return root
+
+
+@pytest.fixture(scope="module", autouse=True)
+def background(root: Path) -> Iterator[dict[str, subprocess.Popen]]:
+    data = f"paths.data_dir={root / 'data'}"
+    kill = ["+callbacks.kill._target_=tests.test_train_scale.SigkillAt"]
+    kill += ["+callbacks.kill.epoch=2", "+callbacks.kill.batch=1"]  # epoch 3, its 2nd step
+    processes = {
+        "ddp_toy": start(root / "ddp_toy", *TOY_DDP, "trainer=ddp_cpu"),
+        "ddp_images": start(
+            root / "ddp_images", *IMAGES, data, "trainer=ddp_cpu", "data.batch_size=6"
+        ),
+        "killed": start(root / "killed", *RESUMED, data, *kill),
+    }
+    yield processes
+    for process in processes.values():
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def read_log(run_dir: Path) -> str:
+    return (run_dir.parent / f"{run_dir.name}.log").read_text()[-3000:]
+
+
+def weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+
+
+def metrics(run_dir: Path) -> dict[str, float]:
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+# --- sweeps -------------------------------------------------------------------------------------
+
+
+def test_multirun_leaves_one_complete_run_dir_per_point(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    args = ["-m", "model.lr=0.01,0.1", "trainer.max_epochs=50", f"hydra.sweep.dir={sweep}"]
+    assert run_entry(main, *args) == 0
+    assert sorted(p.name for p in sweep.iterdir()) == ["0", "1", "multirun.yaml"]
+    lrs = []
+    for job in ("0", "1"):
+        run = sweep / job
+        assert {".hydra", "checkpoints", "figures", "metrics.json", "tensorboard"} <= {
+            p.name for p in run.iterdir()
+        }
+        lrs.append(yaml.safe_load((run / ".hydra" / "config.yaml").read_text())["model"]["lr"])
+        assert [p.name for p in (run / "checkpoints").iterdir()] != []
+    assert lrs == [0.01, 0.1]
+    assert metrics(sweep / "0")["w"] != metrics(sweep / "1")["w"]
+
+
+def test_toy_minibatches_are_sgd_steps_over_the_points_in_order(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    args = ["data.batch_size=1", "trainer.max_epochs=5", "model.lr=0.1", "seed=3"]
+    assert run_entry(main, *args, f"hydra.run.dir={run_dir}") == 0
+    torch.manual_seed(3)
+    linear = torch.nn.Linear(1, 1)
+    optimizer = torch.optim.SGD(linear.parameters(), lr=0.1)
+    for _ in range(5):
+        for hours, passed in ((1.0, 0.0), (2.0, 0.0), (3.0, 1.0)):
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(
+                linear(torch.tensor([[hours]])).squeeze(1), torch.tensor([passed]), reduction="sum"
+            )
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    assert metrics(run_dir)["w"] == pytest.approx(linear.weight.item(), abs=1e-6)
+    assert metrics(run_dir)["b"] == pytest.approx(linear.bias.item(), abs=1e-6)
+
+
+def test_optuna_search_maximises_val_acc_and_reports_the_best_point(
+    tmp_path: Path, root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sweep = tmp_path / "optuna"
+    args = ["hparams_search=optuna", "hydra.sweeper.n_trials=2", "trainer.max_epochs=1"]
+    args += [*IMAGES, f"paths.data_dir={root / 'data'}", f"hydra.sweep.dir={sweep}"]
+    assert run_entry(main, *args) == 0
+    result = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    trials = [metrics(sweep / job) for job in ("0", "1")]
+    assert result["best_value"] == max(t["val/acc"] for t in trials)
+    assert set(result["best_params"]) == {"model.lr", "model.weight_decay", "data.batch_size"}
+    assert f"Best value: {result['best_value']}" in capsys.readouterr().out
+
+
+def test_optimized_metric_must_name_a_metric(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["trainer.max_epochs=1", "optimized_metric=val/accuracy", f"hydra.run.dir={tmp_path}"]
+    assert run_entry(main, *args) == 2
+    assert "optimized_metric=val/accuracy is not a metric of this run" in capsys.readouterr().err
+
+
+# --- multi-device and clusters -----------------------------------------------------------------
+
+
+def test_multirun_with_subprocess_ddp_stops_before_any_run_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sweep = tmp_path / "sweep"
+    assert run_entry(main, "-m", "trainer=ddp_cpu", f"hydra.sweep.dir={sweep}") == 2
+    assert "trainer.strategy=ddp_spawn" in capsys.readouterr().err
+    assert not list(sweep.glob("*/.hydra"))
+
+
+def test_ddp_cpu_reproduces_the_single_process_toy_run(
+    root: Path, background: dict[str, subprocess.Popen]
+) -> None:
+    run_dir = root / "ddp_toy"
+    assert finish(background["ddp_toy"], run_dir) == 0, read_log(run_dir)
+    single = root / "single_toy"
+    assert run_entry(main, *TOY_DDP, f"hydra.run.dir={single}") == 0
+    assert metrics(run_dir) == pytest.approx(metrics(single), abs=1e-6)
+    # Rank 1 ran the same command in the same run dir, and wrote nothing of its own there.
+    assert sorted(p.name for p in run_dir.iterdir()) == sorted(p.name for p in single.iterdir())
+
+
+def test_ddp_cpu_averages_gradients_over_the_ranks_shards(
+    root: Path, background: dict[str, subprocess.Popen]
+) -> None:
+    """Two ranks of batch 6 take the SGD steps of one process with batch 12: each step's batch
+    is split between the ranks and DDP averages their gradients, at every manual_backward."""
+    run_dir = root / "ddp_images"
+    assert finish(background["ddp_images"], run_dir) == 0, read_log(run_dir)
+    single = root / "single_images"
+    data = f"paths.data_dir={root / 'data'}"
+    assert run_entry(main, *IMAGES, data, "data.batch_size=12", f"hydra.run.dir={single}") == 0
+    for name, tensor in weights(single).items():
+        torch.testing.assert_close(weights(run_dir)[name], tensor, atol=1e-5, rtol=0)
+    ddp, one = metrics(run_dir), metrics(single)
+    assert ddp["test/acc"] == one["test/acc"]
+    assert ddp["test/loss"] == pytest.approx(one["test/loss"], abs=1e-4)
+
+
+def test_slurm_launcher_submits_one_job_per_point_with_the_configured_resources(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real launcher and submitit, up to the sbatch script it would hand to SLURM."""
+    from submitit.slurm.slurm import SlurmExecutor
+
+    scripts: list[str] = []
+    submitted: list[int] = []
+
+    def submit(self: SlurmExecutor, delayed: list) -> list:
+        submitted.append(len(delayed))
+        scripts.append(self._make_submission_file_text(self._submitit_command_str, "test"))
+        return []
+
+    monkeypatch.setattr(SlurmExecutor, "affinity", classmethod(lambda cls: 2))  # "srun exists"
+    monkeypatch.setattr(SlurmExecutor, "_internal_process_submissions", submit)
+    args = ["-m", "hydra/launcher=slurm", "model.lr=0.01,0.1", f"hydra.sweep.dir={tmp_path}"]
+    args += ["trainer=ddp", "trainer.num_nodes=2", "hydra.launcher.gpus_per_node=4"]
+    args += ["hydra.launcher.partition=gpu", "hydra.launcher.timeout_min=90"]
+    assert run_entry(main, *args) == 0
+    assert submitted == [2]
+    lines = set(scripts[0].splitlines())
+    expected = ["--partition=gpu", "--time=90", "--nodes=2", "--gpus-per-node=4"]
+    expected += ["--ntasks-per-node=4", "--cpus-per-task=4", "--mem=32GB"]
+    assert {f"#SBATCH {option}" for option in expected} <= lines
+    assert any(line.startswith(f"#SBATCH --output={tmp_path}/.submitit/") for line in lines)
+
+
+# --- exact resume and determinism -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(root: Path) -> Path:
+    run_dir = root / "uninterrupted"
+    data = f"paths.data_dir={root / 'data'}"
+    assert run_entry(main, *RESUMED, data, f"hydra.run.dir={run_dir}") == 0
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def resumed(root: Path, background: dict[str, subprocess.Popen]) -> Path:
+    """The run SIGKILLed in epoch 3, resumed by the same command with ckpt_path=last."""
+    run_dir = root / "killed"
+    assert finish(background["killed"], run_dir) == -signal.SIGKILL, read_log(run_dir)
+    assert not (run_dir / "metrics.json").exists()
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    assert checkpoint["epoch"] == 1  # the second epoch's checkpoint
+    data = f"paths.data_dir={root / 'data'}"
+    assert run_entry(main, *RESUMED, data, f"hydra.run.dir={run_dir}", "ckpt_path=last") == 0
+    return run_dir
+
+
+def test_a_run_killed_in_epoch_3_resumes_to_the_same_weights(
+    resumed: Path, uninterrupted: Path
+) -> None:
+    for name, tensor in weights(uninterrupted).items():
+        torch.testing.assert_close(weights(resumed)[name], tensor, atol=1e-6, rtol=0)
+    assert metrics(resumed) == metrics(uninterrupted)
+
+
+def test_the_resumed_runs_tensorboard_curves_continue(resumed: Path, uninterrupted: Path) -> None:
+    curves = []
+    for run_dir in (resumed, uninterrupted):
+        events = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"scalars": 0})
+        events.Reload()
+        curves.append(
+            {
+                tag: [(e.step, e.value) for e in events.Scalars(tag)]
+                for tag in ("train/loss", "val/loss")
+            }
+        )
+    assert [step for step, _ in curves[0]["train/loss"]] == [0, 1, 2, 3]
+    assert curves[0] == curves[1]
+
+
+def test_same_seed_and_config_give_identical_metrics_on_cpu(
+    root: Path, uninterrupted: Path
+) -> None:
+    data = f"paths.data_dir={root / 'data'}"
+    again, other_seed = root / "again", root / "other_seed"
+    assert run_entry(main, *RESUMED, data, f"hydra.run.dir={again}") == 0
+    assert (again / "metrics.json").read_bytes() == (uninterrupted / "metrics.json").read_bytes()
+    assert run_entry(main, *RESUMED, data, "seed=1", f"hydra.run.dir={other_seed}") == 0
+    assert not torch.equal(weights(other_seed)["linear.weight"], weights(again)["linear.weight"])
+
+
+def test_checkpoints_are_replaced_whole_or_not_at_all(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "last.ckpt"
+    AtomicCheckpointIO().save_checkpoint({"epoch": 1}, path)
+
+    def killed(*args: object) -> None:
+        raise KeyboardInterrupt  # the process dies after writing the new file, before the rename
+
+    monkeypatch.setattr(os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        AtomicCheckpointIO().save_checkpoint({"epoch": 2, "state_dict": torch.ones(1000)}, path)
+    assert torch.load(path, weights_only=True) == {"epoch": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+def test_the_trainer_writes_checkpoints_through_the_atomic_plugin() -> None:
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    from lrexp.cli import CONFIG_DIR
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=["paths.output_dir=."])
+    trainer = instantiate(cfg.trainer, logger=False)
+    assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)
