@@ -14,6 +14,7 @@ import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from lrexp.cli import entry_point
+from lrexp.config import check_config
 from lrexp.errors import LrexpError
 from lrexp.eval import checkpoint_path, restore
 from lrexp.run import print_summary, start_run, write_atomic
@@ -26,6 +27,7 @@ def predict(cfg: DictConfig) -> list[tuple[str, float, int]]:
     """One row per input: (input, P(label 1), predicted label); printed and in predictions.csv."""
     run_dir = Path(cfg.paths.output_dir)
     path = checkpoint_path(cfg, "predict")
+    check_config(cfg)
     if OmegaConf.is_missing(cfg, "inputs") or cfg.inputs is None:
         raise LrexpError(
             "inputs is missing: inputs=[4.0,5.5] (toy hours) or inputs=PATH_OR_GLOB (images)"
@@ -44,12 +46,12 @@ def predict(cfg: DictConfig) -> list[tuple[str, float, int]]:
     writer = csv.writer(table, lineterminator="\n")
     writer.writerow(["input", "p_label_1", "label"])
     writer.writerows(rows)
-    path = run_dir / PREDICTIONS_FILE
-    write_atomic(path, table.getvalue().encode())
+    csv_path = run_dir / PREDICTIONS_FILE
+    write_atomic(csv_path, table.getvalue().encode())
     print("input\tP(label 1)\tlabel")
     for name, p, label in rows:
         print(f"{name}\t{p:.6f}\t{label}")
-    print_summary("lrexp.predict", {}, {"run dir:": str(run_dir), "predictions:": str(path)})
+    print_summary("lrexp.predict", {}, {"run dir:": str(run_dir), "predictions:": str(csv_path)})
     return rows
 
 

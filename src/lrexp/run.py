@@ -158,9 +158,9 @@ def load_checkpoint(path: str, key: str = "ckpt_path") -> dict[str, Any]:
             "unpickle (weights_only=True): only load files you trust"
         ) from None
     except Exception as err:  # torch raises RuntimeError, EOFError, KeyError, ... for bad bytes
+        detail = str(err).splitlines()[0].split(". ")[0] if str(err) else "no data"
         raise LrexpError(
-            f"{key}={path} is not a readable checkpoint ({type(err).__name__}: "
-            f"{str(err).splitlines()[0] if str(err) else 'truncated or empty'}): "
+            f"{key}={path} is not a readable checkpoint ({type(err).__name__}: {detail}): "
             "it may be truncated or corrupt"
         ) from None
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):

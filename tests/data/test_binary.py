@@ -134,7 +134,7 @@ def test_each_split_logs_its_class_balance_once(caplog: pytest.LogCaptureFixture
         dm.setup("fit")
         dm.setup("validate")
         dm.setup("test")
-    lines = [r.getMessage() for r in caplog.records]
+    lines = [r.getMessage() for r in caplog.records if r.name == "lrexp.data.binary"]
     assert lines == [
         "train split: 6 samples, 3 (50.0 %) label 1 (light), 3 label 0 (dark)",
         "val split: 2 samples, 1 (50.0 %) label 1 (light), 1 label 0 (dark)",

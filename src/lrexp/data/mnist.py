@@ -58,9 +58,8 @@ class MNISTDataModule(BinaryVisionDataModule):
 
     def offline_source(self) -> str:
         """How to get the raw files without data.download, for error messages."""
-        gz = ", ".join(f"{name}.gz" for name in RAW_FILES)
         mirror = self.torchvision_dataset().mirrors[0]
-        return f"download {gz} from {mirror} and gunzip them into {self.raw_dir}"
+        return f"download each file as <name>.gz from {mirror} and gunzip it into {self.raw_dir}"
 
     def how_to_get(self) -> str:
         return f"data.download=true (needs the network), or {self.offline_source()}"
@@ -81,7 +80,7 @@ class MNISTDataModule(BinaryVisionDataModule):
             raise LrexpError(
                 f"{self.folder} files missing in {self.raw_dir}: {', '.join(missing)}. Get them "
                 f"with {self.how_to_get()}; or point paths.data_dir at a folder holding "
-                f"{self.folder}/raw/ with them"
+                f"{self.folder}/raw/"
             )
         fix = f"Delete it and get it again: {self.how_to_get()}"
         shapes = {n: check_idx(self.raw_dir / n, 1 if "labels" in n else 3, fix) for n in RAW_FILES}
