@@ -56,8 +56,15 @@ def test_missing_files_name_the_folder_the_files_and_both_ways(tmp_path: Path) -
     assert "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz" in message
 
 
-def test_train_on_cifar10(run_main: Callable[..., int], cifar_root: Path, tmp_path: Path) -> None:
+def test_train_on_cifar10(
+    run_main: Callable[..., int], cifar_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     run_dir = tmp_path / "run"
-    overrides = ("data=cifar10", f"paths.data_dir={cifar_root}", "trainer.max_epochs=2")
-    assert run_main(main, *overrides, "logger=none", f"hydra.run.dir={run_dir}") == 0
+    overrides = ("data=cifar10", f"paths.data_dir={cifar_root}", "data.val_fraction=0.25")
+    status = run_main(main, *overrides, "trainer.max_epochs=2", f"hydra.run.dir={run_dir}")
+    assert status == 0
     assert json.loads((run_dir / "metrics.json").read_text())["test/acc"] > 0.9
+    assert (
+        "val split: 10 samples, 5 (50.0 %) label 1 (cat), 5 label 0 (dog)"
+        in capsys.readouterr().out
+    )

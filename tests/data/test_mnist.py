@@ -66,12 +66,17 @@ def test_images_and_labels_must_agree(mnist_root: Path) -> None:
 
 
 def test_a_failed_download_says_how_to_get_the_files_offline(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    run_main: Callable[..., int],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
 ) -> None:
     monkeypatch.setattr(datasets.MNIST, "mirrors", [f"file://{tmp_path}/no-mirror/"])
-    dm = MNISTDataModule(str(tmp_path / "data"), positive=[3], download=True)
-    with pytest.raises(LrexpError, match="data.download=true failed for MNIST .* Without the"):
-        dm.prepare_data()
+    overrides = ("data=mnist", "data.download=true", f"paths.data_dir={tmp_path / 'data'}")
+    assert run_main(main, *overrides, f"hydra.run.dir={tmp_path / 'run'}") == 2
+    err = capsys.readouterr().err
+    assert "lrexp: error: data.download=true failed for MNIST (Error downloading" in err
+    assert f"Without the network: download each file as <name>.gz from file://{tmp_path}" in err
 
 
 def test_train_on_mnist_reaches_high_accuracy(trained_mnist: Path) -> None:
