@@ -4,6 +4,8 @@ by the run whose checkpoint lies in it."""
 from __future__ import annotations
 
 import logging
+import os
+import stat
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -12,7 +14,7 @@ import pytest
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from lrexp.errors import LrexpError
-from lrexp.run import continues_run, start_run
+from lrexp.run import continues_run, start_run, write_atomic
 from tests.test_conf import compose_train
 
 
@@ -69,3 +71,11 @@ def test_only_the_dirs_own_run_continues_without_a_claim(cfg: DictConfig, tmp_pa
     assert not (run_dir / ".hydra").exists()  # a continued run writes it when it finishes
     with pytest.raises(LrexpError, match="already holds a run"):
         start_run(run_dir, cfg, continuing=False)
+
+
+def test_atomic_writes_get_the_usual_file_mode(tmp_path: Path) -> None:
+    write_atomic(tmp_path / "metrics.json", b"{}")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "metrics.json").stat().st_mode) == 0o666 & ~umask
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]

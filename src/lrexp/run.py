@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from torch import nn
 
 METRICS_FILE = "metrics.json"
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 CHECKPOINT_DIR = "checkpoints"
 
 
@@ -37,6 +39,7 @@ def write_atomic(path: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # as open() would; mkstemp gives 0600
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

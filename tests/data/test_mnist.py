@@ -17,9 +17,11 @@ from tests.conftest import write_idx
 
 
 def test_reads_the_binary_subset_as_torchvision_serves_it(mnist_root: Path) -> None:
+    files = sorted(mnist_root.rglob("*"))
     dm = MNISTDataModule(str(mnist_root), positive=[3], negative=[8])
     dm.setup("fit")
     dm.setup("test")
+    assert sorted(mnist_root.rglob("*")) == files  # nothing cached to disk
     y, val_y = dm.splits["train"][1], dm.splits["val"][1]
     assert (len(y), len(val_y), len(dm.splits["test"][1])) == (36, 4, 20)  # 20 of each class
     assert y.sum() == 18 and val_y.sum() == 2

@@ -1,0 +1,120 @@
+"""Every shortcut lrexp takes for speed (issue 7) gives the plain path's results, bit for bit."""
+
+from __future__ import annotations
+
+import lightning as L
+import pytest
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.callbacks import Callback
+
+from lrexp.data.batches import epoch_permutation, tensor_loader
+from lrexp.model import LogisticRegression
+
+N, FEATURES, BATCH, EPOCHS, SEED, LR = 96, 5, 8, 3, 7, 0.3
+
+
+def data() -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(N, FEATURES, generator=generator)
+    return x, (x[:, 0] + 0.5 * torch.randn(N, generator=generator) > 0).float()
+
+
+class ListensToBackward(Callback):
+    """A callback on Lightning's backward hook: lrexp must keep Lightning's wrappers for it."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def on_after_backward(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.calls += 1
+
+
+def fit(
+    batches_per_fetch: int, callbacks: list[Callback] | None = None, **trainer_args
+) -> tuple[LogisticRegression, L.Trainer]:
+    x, y = data()
+    model = LogisticRegression(FEATURES, lr=LR, seed=SEED)
+    trainer = L.Trainer(
+        max_epochs=EPOCHS,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=callbacks or [],
+        **trainer_args,
+    )
+    loader = tensor_loader(x, y, BATCH, batches_per_fetch, shuffle=True, seed=SEED)
+    trainer.fit(model, train_dataloaders=loader)
+    return model, trainer
+
+
+def plain_torch_loop() -> torch.Tensor:
+    """The textbook loop over the same epoch orders: one SGD step per minibatch."""
+    x, y = data()
+    torch.manual_seed(SEED)
+    linear = torch.nn.Linear(FEATURES, 1)
+    optimizer = torch.optim.SGD(linear.parameters(), lr=LR)
+    for epoch in range(EPOCHS):
+        for idx in epoch_permutation(N, SEED, epoch).split(BATCH):
+            loss = F.binary_cross_entropy_with_logits(linear(x[idx]).squeeze(-1), y[idx])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    return torch.cat([linear.weight.flatten(), linear.bias])
+
+
+def params(model: LogisticRegression) -> torch.Tensor:
+    return torch.cat([model.linear.weight.detach().flatten(), model.linear.bias.detach()])
+
+
+def test_grouped_minibatches_update_exactly_like_one_minibatch_per_step() -> None:
+    one, trainer_one = fit(batches_per_fetch=1)
+    grouped, trainer_grouped = fit(batches_per_fetch=5)
+    assert torch.equal(params(one), params(grouped))
+    assert trainer_one.global_step == trainer_grouped.global_step == EPOCHS * N // BATCH
+
+
+def test_plain_steps_update_exactly_like_lightnings_wrappers_and_the_torch_loop() -> None:
+    fast, fast_trainer = fit(batches_per_fetch=4)
+    listener = ListensToBackward()
+    wrapped, wrapped_trainer = fit(batches_per_fetch=4, callbacks=[listener])
+    assert fast._plain_steps and not wrapped._plain_steps
+    assert listener.calls == EPOCHS * N // BATCH  # Lightning's wrappers ran, hooks included
+    assert torch.equal(params(fast), params(wrapped))
+    assert torch.equal(params(fast), plain_torch_loop())
+    # Steps are counted alike: global_step drives checkpoints, resume and max_steps.
+    assert fast_trainer.global_step == wrapped_trainer.global_step == EPOCHS * N // BATCH
+
+
+@pytest.mark.parametrize(
+    "trainer_args", [{"precision": "bf16-mixed"}, {"profiler": "simple"}], ids=str
+)
+def test_lightnings_wrappers_stay_where_they_do_work(trainer_args: dict) -> None:
+    """Mixed precision (autocast, scaling) and profilers need manual_backward/step."""
+    model, _ = fit(batches_per_fetch=4, **trainer_args)
+    assert not model._plain_steps
+
+
+def test_unchecked_epoch_metrics_equal_torchmetrics_checked_ones() -> None:
+    """The stage metrics skip torchmetrics' input checks (validate_args=False); same values."""
+    from torchmetrics.functional.classification import (
+        binary_accuracy,
+        binary_auroc,
+        binary_calibration_error,
+        binary_f1_score,
+    )
+
+    x, y = data()
+    model = LogisticRegression(FEATURES, seed=SEED)
+    logits = model.logits(x).detach()
+    for half in (slice(0, N // 2), slice(N // 2, N)):  # two updates, as two groups would
+        loss = model.loss(logits[half], y[half]).reshape(1)
+        model._update("val", logits[half], y[half], loss, torch.full_like(loss, N // 2))
+    values = model.val_metrics.compute()
+    probs, labels = torch.sigmoid(logits), y.long()
+    assert values["val/acc"] == binary_accuracy(probs, labels)
+    assert values["val/auroc"] == binary_auroc(probs, labels)
+    assert values["val/f1"] == binary_f1_score(probs, labels)
+    assert values["val/ece"] == binary_calibration_error(probs, labels)
