@@ -86,10 +86,10 @@ def test_callbacks_instantiate(callbacks: str, tmp_path: Path) -> None:
     cfg = compose_train([f"callbacks={callbacks}"], tmp_path)
     made = [instantiate(c) for c in (cfg.callbacks or {}).values()]
     if callbacks == "default":
-        (checkpoint,) = made
-        assert checkpoint.monitor == "val/loss"
-        assert checkpoint.save_last
-        assert checkpoint.dirpath == str(tmp_path / "run" / "checkpoints")
+        best, last = made
+        assert best.monitor == "val/loss"
+        assert (last.monitor, last.filename) == (None, "last")
+        assert best.dirpath == last.dirpath == str(tmp_path / "run" / "checkpoints")
     else:
         assert made == []
 

@@ -151,7 +151,7 @@ class LogisticRegression(L.LightningModule):
     def _check_finite(self, losses: Tensor) -> None:
         """Stop as soon as the loss or the updated weights are inf/NaN — before a checkpoint could
         store them, so the last checkpoint on disk stays a finite one."""
-        weights = torch.cat([p.detach().flatten() for p in self.parameters()])
+        weights = torch.cat([p.detach().flatten() for p in self.linear.parameters()])
         if torch.isfinite(torch.cat([losses, weights])).all():
             return
         lr = self.hparams.lr
