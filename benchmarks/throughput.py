@@ -5,14 +5,16 @@ seeded training split), medians over repeats:
 
 - seconds per training epoch of (a) the raw loop over a preloaded float tensor with
   random-permutation slices, (b) torchvision's per-sample pipeline (FashionMNIST + ToTensor +
-  DataLoader) and (c) lrexp as a user runs it: `python -m lrexp.train data=fashion_mnist`'s
-  Trainer, callbacks and loggers composed from conf/ and run by lrexp.train.train, at batch 64
-  (the default config) and 1024. lrexp's epoch is the interval between the starts of two
-  training epochs, so it includes that epoch's validation, checkpointing and logging;
+  DataLoader) and (c) lrexp as a user runs it: `python -m lrexp.train data=fashion_mnist`
+  through its real entry point (Trainer, callbacks and loggers composed from conf/), at batch 64
+  and 1024. lrexp's epoch is the interval between the starts of two training epochs, so it
+  includes that epoch's validation, checkpoints and logging. Wall time is the figure; the ratio
+  of CPU times is given too, as it is far less disturbed by other processes on the machine;
 - the toy run as a whole process, imports included: `python -m lrexp.train data=toy` against
-  the lecture's raw loop run as a plain script;
-- time to accuracy: the default config's fit (train start to train end) and test accuracy
-  against scikit-learn's LogisticRegression fit on the same split.
+  the lecture's raw loop run as a plain script, and the imports alone;
+- time to accuracy: scikit-learn's LogisticRegression fit time and test accuracy, and the
+  training time (train start to the end of the epoch that gets there; test scoring off the
+  clock) lrexp's default config takes to come within 0.5 pp of that accuracy.
 
 Usage: python benchmarks/throughput.py [--data-dir DIR] [--repeats N]. Progress goes to stderr.
 """
@@ -128,6 +130,8 @@ class EpochTimer(Callback):
 
     def accuracy_curve(self) -> list[tuple[float, float]]:
         """(wall seconds of training so far, test accuracy) after each epoch, probes excluded."""
+        if not self.test_acc:
+            return []
         ends = [wall for wall, _ in [*self.marks[1:], self.train_end]]
         probes = itertools.accumulate(self.probe_s)
         return [
@@ -384,7 +388,7 @@ def main() -> None:
         "goals": {
             "1_epoch_at_most_1.3x_raw": all(e["lrexp_ratio"] <= 1.3 for e in epoch.values()),
             "2_toy_process_at_most_1.75x_raw_script": toy["ratio"] <= 1.75,
-            "3_within_0.5pp_of_sklearn_in_half_its_fit_time": tta["ratio"] <= 0.5,
+            "3_within_0.5pp_of_sklearn_in_half_its_fit_time": (tta["ratio"] or math.inf) <= 0.5,
         },
         "bench_s": time.perf_counter() - started,
     }
@@ -403,16 +407,16 @@ def time_to_accuracy(work: Path, data_dir: str, split: dict, repeats: int) -> di
     finally:
         EpochTimer.probe = None
     reached = [next((s for s, acc in r["accuracy_curve"] if acc >= target), math.inf) for r in runs]
-    epochs = [len(r["accuracy_curve"]) for r in runs]
+    seconds = median(reached)
     result = {
         "sklearn_fit_s": sklearn["fit_s"],
         "sklearn_test_acc": sklearn["test_acc"],
         "sklearn_converged": sklearn["converged"],
         "target_test_acc": target,
-        "lrexp_s_to_target": median(reached),
-        "ratio": median(reached) / sklearn["fit_s"],
+        "lrexp_s_to_target": seconds if math.isfinite(seconds) else None,  # None: never reached
+        "ratio": seconds / sklearn["fit_s"] if math.isfinite(seconds) else None,
         "lrexp_default_run": {
-            "epochs": median(epochs),
+            "epochs": len(runs[0]["accuracy_curve"]),
             "fit_s": median([r["fit_s"] for r in runs]),
             "best_checkpoint_test_acc": median([r["test_acc"] for r in runs]),
             "test_acc_after_each_epoch": [round(acc, 4) for _, acc in runs[0]["accuracy_curve"]],
