@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
+from lightning.pytorch import Trainer
+from lightning.pytorch.callbacks import Timer
 from omegaconf import DictConfig, OmegaConf
 
 from lrexp.cli import CONFIG_DIR
@@ -108,6 +112,42 @@ def test_cpu_trainers_instantiate(trainer: str, tmp_path: Path) -> None:
 def test_gpu_trainers_ask_for_cuda(trainer: str, tmp_path: Path) -> None:
     cfg = compose_train([f"trainer={trainer}"], tmp_path)
     assert cfg.trainer.accelerator == "gpu"
-    assert (cfg.trainer.get("strategy"), cfg.trainer.devices) == (
-        ("ddp", -1) if trainer == "ddp" else (None, 1)
-    )
+    expected = ("ddp", -1) if trainer == "ddp" else ("auto", 1)
+    assert (cfg.trainer.strategy, cfg.trainer.devices) == expected
+
+
+def _timer_seconds(trainer: Trainer) -> float:
+    (timer,) = [c for c in trainer.callbacks if isinstance(c, Timer)]
+    return timer.time_remaining()
+
+
+@pytest.mark.parametrize(
+    ("override", "read", "expected"),
+    [
+        ("trainer.strategy=ddp", lambda t: type(t.strategy).__name__, "DDPStrategy"),
+        ("trainer.num_nodes=1", lambda t: t.num_nodes, 1),
+        ("trainer.precision=bf16-mixed", lambda t: t.precision, "bf16-mixed"),
+        ("trainer.max_epochs=3", lambda t: t.max_epochs, 3),
+        ("trainer.min_epochs=2", lambda t: t.min_epochs, 2),
+        ("trainer.max_time=00:00:01:00", _timer_seconds, 60.0),
+        ("trainer.limit_train_batches=2", lambda t: t.limit_train_batches, 2),
+        ("trainer.limit_val_batches=0.5", lambda t: t.limit_val_batches, 0.5),
+        ("trainer.limit_test_batches=1", lambda t: t.limit_test_batches, 1),
+        ("trainer.fast_dev_run=true", lambda t: t.fast_dev_run, True),
+        (
+            "trainer.deterministic=true",
+            lambda t: torch.are_deterministic_algorithms_enabled(),
+            True,
+        ),
+        ("trainer.profiler=simple", lambda t: type(t.profiler).__name__, "SimpleProfiler"),
+        ("+trainer.log_every_n_steps=7", lambda t: t.log_every_n_steps, 7),
+    ],
+)
+def test_trainer_arguments_reach_lightning(
+    override: str, read: Callable[[Trainer], object], expected: object, tmp_path: Path
+) -> None:
+    cfg = compose_train([override], tmp_path)
+    try:
+        assert read(instantiate(cfg.trainer, logger=False)) == expected
+    finally:
+        torch.use_deterministic_algorithms(False)
