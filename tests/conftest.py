@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from hydra.core.global_hydra import GlobalHydra
 
+from lrexp.data.cifar10 import CIFAR10DataModule
 from lrexp.data.mnist import RAW_FILES
 
 N_TRAIN, N_TEST = 200, 100
@@ -64,18 +65,7 @@ def write_cifar10(root: Path) -> dict[str, str]:
     for name, (images, labels) in batches.items():
         entry = {"data": images.reshape(len(images), -1), "labels": labels.tolist()}
         (folder / name).write_bytes(pickle.dumps(entry))
-    names = [
-        "airplane",
-        "automobile",
-        "bird",
-        "cat",
-        "deer",
-        "dog",
-        "frog",
-        "horse",
-        "ship",
-        "truck",
-    ]
+    names = list(CIFAR10DataModule.class_names)
     (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": names}))
     return {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in folder.iterdir()}
 

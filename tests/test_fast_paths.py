@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import Logger
 
 from lrexp.data.batches import epoch_permutation, tensor_loader
 from lrexp.model import LogisticRegression
@@ -30,21 +31,39 @@ class ListensToBackward(Callback):
         self.calls += 1
 
 
+class Recorder(Logger):
+    """Keeps every (step, metrics) that lrexp hands to its loggers."""
+
+    name, version = "recorder", 0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.points: list[tuple[int, dict[str, float]]] = []
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        self.points.append((step, metrics))
+
+    def log_hyperparams(self, params, *args, **kwargs) -> None:
+        pass
+
+    def curve(self, key: str) -> dict[int, float]:
+        return {step: m[key] for step, m in self.points if key in m}
+
+
 def fit(
     batches_per_fetch: int, callbacks: list[Callback] | None = None, **trainer_args
 ) -> tuple[LogisticRegression, L.Trainer]:
     x, y = data()
     model = LogisticRegression(FEATURES, lr=LR, seed=SEED)
-    trainer = L.Trainer(
-        max_epochs=EPOCHS,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=callbacks or [],
-        **trainer_args,
-    )
+    quiet = {
+        "max_epochs": EPOCHS,
+        "accelerator": "cpu",
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+    }
+    trainer = L.Trainer(callbacks=callbacks or [], **(quiet | trainer_args))
     loader = tensor_loader(x, y, BATCH, batches_per_fetch, shuffle=True, seed=SEED)
     trainer.fit(model, train_dataloaders=loader)
     return model, trainer
@@ -118,3 +137,17 @@ def test_unchecked_epoch_metrics_equal_torchmetrics_checked_ones() -> None:
     assert values["val/auroc"] == binary_auroc(probs, labels)
     assert values["val/f1"] == binary_f1_score(probs, labels)
     assert values["val/ece"] == binary_calibration_error(probs, labels)
+
+
+def test_train_classification_metrics_follow_the_validation_cadence() -> None:
+    """train/acc, auroc, f1, ece on the epochs that validate and the last; train/loss every
+    epoch; the values and the weights are those of a run that computes them every epoch."""
+    every, sparse = Recorder(), Recorder()
+    dense_model, _ = fit(4, logger=every, max_epochs=7)
+    sparse_model, _ = fit(4, logger=sparse, max_epochs=7, check_val_every_n_epoch=3)
+    assert list(sparse.curve("train/loss")) == list(range(7))
+    assert sparse.curve("train/loss") == every.curve("train/loss")
+    for key in ("train/acc", "train/auroc", "train/f1", "train/ece"):
+        assert list(every.curve(key)) == list(range(7))
+        assert sparse.curve(key) == {e: every.curve(key)[e] for e in (2, 5, 6)}
+    assert torch.equal(params(dense_model), params(sparse_model))

@@ -18,7 +18,7 @@ SEED = 1234
 
 
 def lecture_raw_loop(seed: int) -> tuple[float, float]:
-    """The lecture's code: sigmoid(Linear(1, 1)), summed BCE, SGD lr 0.01, 1000 full-batch epochs."""
+    """The lecture's code: sigmoid(Linear(1, 1)), summed BCE, SGD lr 0.01, 1000 full batches."""
     torch.manual_seed(seed)
     x = torch.tensor([[1.0], [2.0], [3.0]])
     y = torch.tensor([[0.0], [0.0], [1.0]])

@@ -12,16 +12,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
 from lrexp.cli import entry_point
-from lrexp.config import build, check_config
+from lrexp.config import check_config
 from lrexp.errors import LrexpError
 from lrexp.run import print_summary, start_run, write_metrics
+from lrexp.train import build_experiment
 
 
 def _sklearn_model(cfg: DictConfig) -> Any:
@@ -52,14 +52,7 @@ def baseline(cfg: DictConfig) -> dict[str, float]:
         raise LrexpError("ckpt_path: the baseline compares fits from scratch; leave it out")
     sklearn_model = _sklearn_model(cfg)
     run_dir = Path(cfg.paths.output_dir)
-    if cfg.seed is not None:
-        L.seed_everything(cfg.seed, workers=True, verbose=False)
-
-    datamodule = build(cfg.data, "data")
-    model = build(cfg.model, "model")
-    callbacks = [build(c, f"callbacks.{k}") for k, c in (cfg.get("callbacks") or {}).items()]
-    loggers = [build(c, f"logger.{k}") for k, c in (cfg.get("logger") or {}).items()]
-    trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
+    datamodule, model, trainer = build_experiment(cfg)
     if trainer.world_size > 1:
         raise LrexpError("the baseline runs in one process: use trainer=cpu or trainer=gpu")
     datamodule.prepare_data()

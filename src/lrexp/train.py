@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from lrexp.cli import entry_point
 from lrexp.config import build, check_config
 from lrexp.errors import LrexpError
+from lrexp.model import LogisticRegression
 from lrexp.run import (
     check_checkpoint_fits,
     continues_run,
@@ -32,19 +33,26 @@ log = logging.getLogger(__name__)
 warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 
 
-def train(cfg: DictConfig) -> dict[str, float]:
-    """Fit, validate and test the best checkpoint; return the final metrics."""
-    check_config(cfg)
-    run_dir = Path(cfg.paths.output_dir)
-    ckpt_path = resolve_ckpt_path(cfg.ckpt_path, run_dir)
+def build_experiment(
+    cfg: DictConfig,
+) -> tuple[L.LightningDataModule, LogisticRegression, L.Trainer]:
+    """Seed, then instantiate the DataModule, model and Trainer (with callbacks and loggers)."""
     if cfg.seed is not None:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
-
     datamodule = build(cfg.data, "data")
     model = build(cfg.model, "model")
     callbacks = [build(c, f"callbacks.{k}") for k, c in (cfg.get("callbacks") or {}).items()]
     loggers = [build(c, f"logger.{k}") for k, c in (cfg.get("logger") or {}).items()]
     trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
+    return datamodule, model, trainer
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Fit, validate and test the best checkpoint; return the final metrics."""
+    check_config(cfg)
+    run_dir = Path(cfg.paths.output_dir)
+    ckpt_path = resolve_ckpt_path(cfg.ckpt_path, run_dir)
+    datamodule, model, trainer = build_experiment(cfg)
     _check_launcher(trainer)
     continuing = continues_run(ckpt_path, run_dir)
     if trainer.is_global_zero:
