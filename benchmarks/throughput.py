@@ -42,10 +42,8 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback
 
-REPO = Path(__file__).resolve().parents[1]
 BATCH_SIZES = (64, 1024)
-RAW_EPOCHS = 5  # timed raw-loop epochs per repeat
-TIMED_EPOCHS = 6  # epochs of each timed lrexp run (the first is not counted)
+TIMED_EPOCHS = 8  # epochs of each timed lrexp run (the first is not counted)
 FASHION = "data=fashion_mnist"
 SYSTEM_DIR = "/usr/share/datasets/fashion-mnist"
 LECTURE_SCRIPT = textwrap.dedent(
@@ -91,8 +89,8 @@ def spans(marks: list[tuple[float, float]]) -> list[tuple[float, float]]:
 class EpochTimer(Callback):
     """Clock readings at the start of every training epoch and at the end of training.
 
-    With `probe` set to test images and labels, it also scores the current weights on them at
-    each epoch's end, off the clock: the data for time to accuracy.
+    With `probe` set to test images and labels, it scores the current weights on them at each
+    epoch's end, off the clock: the data for time to accuracy.
     """
 
     last: EpochTimer | None = None
@@ -172,22 +170,27 @@ def fashion_split(data_dir: str) -> dict:
 # --- (a) raw loop -----------------------------------------------------------------------------
 
 
-def raw_epochs(x: torch.Tensor, y: torch.Tensor, batch_size: int, epochs: int) -> list:
+class RawLoop:
     """The plain loop: one permutation per epoch, slices of it index the preloaded tensor."""
-    torch.manual_seed(0)
-    model = torch.nn.Linear(x.shape[1], 1)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    marks = [clocks()]
-    for _ in range(epochs + 1):
-        perm = torch.randperm(len(y))
-        for i in range(0, len(y), batch_size):
-            idx = perm[i : i + batch_size]
-            loss = F.binary_cross_entropy_with_logits(model(x[idx]).squeeze(-1), y[idx])
-            optimizer.zero_grad()
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> None:
+        self.x, self.y, self.batch_size = x, y, batch_size
+        self.order = torch.Generator().manual_seed(0)  # leaves the global RNG alone
+        self.model = torch.nn.Linear(x.shape[1], 1)
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.1)
+
+    def epoch(self) -> tuple[float, float]:
+        """One epoch; its (wall, CPU) seconds."""
+        start = clocks()
+        perm = torch.randperm(len(self.y), generator=self.order)
+        for i in range(0, len(self.y), self.batch_size):
+            idx = perm[i : i + self.batch_size]
+            logits = self.model(self.x[idx]).squeeze(-1)
+            loss = F.binary_cross_entropy_with_logits(logits, self.y[idx])
+            self.optimizer.zero_grad()
             loss.backward()
-            optimizer.step()
-        marks.append(clocks())
-    return spans(marks)[1:]
+            self.optimizer.step()
+        return spans([start, clocks()])[0]
 
 
 # --- (b) torchvision's per-sample pipeline ------------------------------------------------------
@@ -284,7 +287,7 @@ def toy_processes(work: Path, repeats: int) -> dict:
         command = [sys.executable, "-m", "lrexp.train", "data=toy", f"hydra.run.dir={run_dir}"]
         lrexp.append(wall(command, work))
         log(f"toy process {i}: raw script {raw[-1]:.2f} s, lrexp {lrexp[-1]:.2f} s")
-    imports = {m: import_seconds(m, work, repeats) for m in ("torch", "lightning", "lrexp.train")}
+    imports = {m: import_seconds(m, work, repeats) for m in ("torch", "lrexp.train")}
     log(f"imports {imports}")
     return {
         "raw_script_s": median(raw),
@@ -348,11 +351,15 @@ def main() -> None:
     split = fashion_split(data_dir)
     x, y = split["train_x"], split["train_y"]
 
+    # Raw epochs and lrexp runs take turns, so that load from other processes hits both alike.
+    # (Closer pairing, one raw epoch inside lrexp's loop before each of its epochs, slowed
+    # lrexp's epochs by half here, so the turns are whole runs.)
     raw = {b: [] for b in BATCH_SIZES}
     lrexp = {b: [] for b in BATCH_SIZES}
-    for i in range(args.repeats):  # interleaved, so that load changes hit every case alike
+    for i in range(args.repeats):
         for b in BATCH_SIZES:
-            raw[b] += raw_epochs(x, y, b, RAW_EPOCHS)
+            loop = RawLoop(x, y, b)
+            raw[b] += [loop.epoch() for _ in range(TIMED_EPOCHS)][1:]
             overrides = [FASHION, f"data.batch_size={b}", f"trainer.max_epochs={TIMED_EPOCHS}"]
             lrexp[b] += lrexp_run(work, data_dir, overrides, f"b{b}-{i}")["epochs"]
             log(f"batch {b} repeat {i}: raw {walls(raw[b]):.4f} s, lrexp {walls(lrexp[b]):.4f} s")
@@ -379,6 +386,7 @@ def main() -> None:
             "python": platform.python_version(),
             "torch": torch.__version__,
             "torch_threads": torch.get_num_threads(),
+            "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
             "load_avg_1min_at_end": round(os.getloadavg()[0], 2),
         },
         "data": {"train_samples": len(y), "test_samples": len(split["test_y"])},

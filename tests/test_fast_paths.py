@@ -151,3 +151,34 @@ def test_train_classification_metrics_follow_the_validation_cadence() -> None:
         assert list(every.curve(key)) == list(range(7))
         assert sparse.curve(key) == {e: every.curve(key)[e] for e in (2, 5, 6)}
     assert torch.equal(params(dense_model), params(sparse_model))
+
+
+def test_groups_already_on_the_device_skip_lightnings_transfer_and_others_still_move() -> None:
+    x, y = data()
+    model = LogisticRegression(FEATURES)
+    group = [(x[:BATCH], y[:BATCH]), (x[BATCH:], y[BATCH:])]
+    assert model.transfer_batch_to_device(group, torch.device("cpu"), 0) is group
+    moved = model.transfer_batch_to_device(group, torch.device("meta"), 0)
+    assert [t.device.type for pair in moved for t in pair] == ["meta"] * 4
+
+
+def test_checkpoint_callback_saves_what_lightnings_saves(tmp_path) -> None:
+    """lrexp's ModelCheckpoint skips only the epoch ends on which Lightning's saves nothing."""
+    from lightning.pytorch.callbacks import ModelCheckpoint as LightningCheckpoint
+
+    from lrexp.callbacks import ModelCheckpoint
+
+    def saved(checkpoint_class: type) -> dict[str, dict]:
+        folder = tmp_path / checkpoint_class.__module__
+        options = {"dirpath": folder, "save_on_train_epoch_end": True, "every_n_epochs": 3}
+        best = checkpoint_class(filename="best-{epoch}", monitor="train/loss", **options)
+        last = checkpoint_class(filename="last", **options)
+        fit(4, callbacks=[best, last], max_epochs=8, enable_checkpointing=True)
+        return {p.name: torch.load(p, weights_only=False) for p in sorted(folder.iterdir())}
+
+    ours, lightnings = saved(ModelCheckpoint), saved(LightningCheckpoint)
+    assert list(ours) == list(lightnings) == ["best-epoch=5.ckpt", "last.ckpt"]
+    for name, checkpoint in ours.items():
+        assert checkpoint["global_step"] == lightnings[name]["global_step"]
+        for key, value in checkpoint["state_dict"].items():
+            assert torch.equal(value, lightnings[name]["state_dict"][key])
