@@ -157,6 +157,20 @@ class BinaryVisionDataModule(L.LightningDataModule):
         """Images as a uint8 tensor (N, C, H, W) and their class indices (N,)."""
         raise NotImplementedError
 
+    def offline_source(self) -> str:
+        """How to get the files without the network."""
+        raise NotImplementedError
+
+    def download(self, dataset_cls: type, name: str) -> None:
+        """torchvision's own download; its failure becomes one line with the offline way."""
+        try:
+            dataset_cls(self.hparams.data_dir, download=True)
+        except (OSError, RuntimeError) as err:
+            raise LrexpError(
+                f"data.download=true failed for {name} ({' '.join(str(err).split())}). "
+                "Without the network: " + self.offline_source()
+            ) from None
+
     # --- Lightning hooks ----------------------------------------------------------------------
 
     def setup(self, stage: str) -> None:

@@ -46,13 +46,7 @@ class CIFAR10DataModule(BinaryVisionDataModule):
         from torchvision.datasets import CIFAR10
 
         if self.hparams.download:
-            try:
-                CIFAR10(self.hparams.data_dir, download=True)
-            except (OSError, RuntimeError) as err:
-                raise LrexpError(
-                    f"data.download=true failed for CIFAR-10 ({' '.join(str(err).split())}). "
-                    "Without the network: " + self.offline_source()
-                ) from None
+            self.download(CIFAR10, "CIFAR-10")
 
     def read_split(self, train: bool) -> tuple[Tensor, Tensor]:
         from torchvision.datasets import CIFAR10

@@ -67,13 +67,7 @@ class MNISTDataModule(BinaryVisionDataModule):
     def prepare_data(self) -> None:
         """Runs once per node before setup: the only place that downloads."""
         if self.hparams.download and missing_files(self.raw_dir, RAW_FILES):
-            try:
-                self.torchvision_dataset()(self.hparams.data_dir, download=True)
-            except (OSError, RuntimeError) as err:
-                raise LrexpError(
-                    f"data.download=true failed for {self.folder} ({' '.join(str(err).split())}). "
-                    "Without the network: " + self.offline_source()
-                ) from None
+            self.download(self.torchvision_dataset(), self.folder)
 
     def read_split(self, train: bool) -> tuple[Tensor, Tensor]:
         if missing := missing_files(self.raw_dir, RAW_FILES):
