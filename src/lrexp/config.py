@@ -92,6 +92,11 @@ def build(node: DictConfig, key: str, **kwargs: Any) -> Any:
         raise
 
 
+def build_group(cfg: DictConfig, group: str) -> list[Any]:
+    """Every entry of a dict-valued group (logger, callbacks), built; an empty group gives []."""
+    return [build(node, f"{group}.{key}") for key, node in (cfg.get(group) or {}).items()]
+
+
 def _check_accelerator(trainer: DictConfig) -> None:
     accelerator = str(trainer.get("accelerator", "cpu"))
     if accelerator in ("gpu", "cuda"):

@@ -18,7 +18,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from lrexp.cli import entry_point
-from lrexp.config import build, check_config
+from lrexp.config import build, build_group, check_config
 from lrexp.errors import LrexpError
 from lrexp.model import DATAMODULE_CLASS_KEY, LogisticRegression
 from lrexp.run import load_checkpoint, print_summary, save_figures, start_run, write_metrics
@@ -100,7 +100,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     check_config(cfg)
     model, datamodule = restore(cfg, path)
     run_dir = Path(cfg.paths.output_dir)
-    loggers = [build(c, f"logger.{k}") for k, c in (cfg.get("logger") or {}).items()]
+    loggers = build_group(cfg, "logger")
     trainer = build(cfg.trainer, "trainer", logger=loggers or False)
     if trainer.is_global_zero:
         # Read the test data before the run dir is touched: a bad file stops here.

@@ -12,7 +12,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from lrexp.cli import entry_point
-from lrexp.config import build, check_config
+from lrexp.config import build, build_group, check_config
 from lrexp.errors import LrexpError
 from lrexp.model import LogisticRegression
 from lrexp.run import (
@@ -41,8 +41,8 @@ def build_experiment(
         L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = build(cfg.data, "data")
     model = build(cfg.model, "model")
-    callbacks = [build(c, f"callbacks.{k}") for k, c in (cfg.get("callbacks") or {}).items()]
-    loggers = [build(c, f"logger.{k}") for k, c in (cfg.get("logger") or {}).items()]
+    callbacks = build_group(cfg, "callbacks")
+    loggers = build_group(cfg, "logger")
     trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
     return datamodule, model, trainer
 
