@@ -140,6 +140,7 @@ def trained_mnist(tmp_path_factory: pytest.TempPathFactory) -> Path:
         f"paths.data_dir={root / 'data'}",
         "data.normalize=true",
         "trainer.max_epochs=2",
+        "trainer.check_val_every_n_epoch=1",
         f"hydra.run.dir={root / 'run'}",
     )
     assert run_entry(main, *overrides) == 0

@@ -90,10 +90,13 @@ def test_callbacks_instantiate(callbacks: str, tmp_path: Path) -> None:
     cfg = compose_train([f"callbacks={callbacks}"], tmp_path)
     made = [instantiate(c) for c in (cfg.callbacks or {}).values()]
     if callbacks == "default":
-        best, last = made
-        assert best.monitor == "val/loss"
-        assert (last.monitor, last.filename) == (None, "last")
-        assert best.dirpath == last.dirpath == str(tmp_path / "run" / "checkpoints")
+        (checkpoint,) = made
+        assert (checkpoint.monitor, checkpoint.save_top_k, checkpoint.save_last) == (
+            "val/loss",
+            1,
+            True,
+        )
+        assert checkpoint.dirpath == str(tmp_path / "run" / "checkpoints")
     else:
         assert made == []
 

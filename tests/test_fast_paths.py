@@ -153,32 +153,53 @@ def test_train_classification_metrics_follow_the_validation_cadence() -> None:
     assert torch.equal(params(dense_model), params(sparse_model))
 
 
-def test_groups_already_on_the_device_skip_lightnings_transfer_and_others_still_move() -> None:
+def test_lightnings_transfer_moves_a_group_in_one_call_and_keeps_its_batches() -> None:
+    """Lightning moves a loader item through its `to`: a no-op for tensors already on the
+    device, a real move otherwise; the minibatches stay those of the loader."""
     x, y = data()
     model = LogisticRegression(FEATURES)
-    group = [(x[:BATCH], y[:BATCH]), (x[BATCH:], y[BATCH:])]
-    assert model.transfer_batch_to_device(group, torch.device("cpu"), 0) is group
+    (group,) = list(tensor_loader(x, y, BATCH, batches_per_fetch=N))
+    here = model.transfer_batch_to_device(group, torch.device("cpu"), 0)
+    assert here.x is x and here.y is y
+    assert [(bx.tolist(), by.tolist()) for bx, by in here] == [
+        (bx.tolist(), by.tolist()) for bx, by in group
+    ]
     moved = model.transfer_batch_to_device(group, torch.device("meta"), 0)
-    assert [t.device.type for pair in moved for t in pair] == ["meta"] * 4
+    assert [t.device.type for pair in moved for t in pair] == ["meta"] * 2 * (N // BATCH)
 
 
-def test_checkpoint_callback_saves_what_lightnings_saves(tmp_path) -> None:
-    """lrexp's ModelCheckpoint skips only the epoch ends on which Lightning's saves nothing."""
+@pytest.mark.parametrize(
+    ("mode", "epochs", "best_epoch"),
+    [("min", 9, 8), ("max", 9, 2), ("min", 8, 5)],  # saves every 3rd epoch: 2, 5, 8 (0-based)
+)
+def test_checkpoint_callback_saves_what_lightnings_two_callbacks_save(
+    tmp_path, mode: str, epochs: int, best_epoch: int
+) -> None:
+    """One lrexp ModelCheckpoint (monitor + save_last) leaves the best file that Lightning's
+    best-k callback leaves and a last.ckpt of the finished run, like a second callback saving
+    every epoch; last.ckpt is a hard link to the best file exactly when the final save improved.
+    train/loss falls every epoch, so with mode=max only the first save is a best."""
     from lightning.pytorch.callbacks import ModelCheckpoint as LightningCheckpoint
 
     from lrexp.callbacks import ModelCheckpoint
 
-    def saved(checkpoint_class: type) -> dict[str, dict]:
-        folder = tmp_path / checkpoint_class.__module__
-        options = {"dirpath": folder, "save_on_train_epoch_end": True, "every_n_epochs": 3}
-        best = checkpoint_class(filename="best-{epoch}", monitor="train/loss", **options)
-        last = checkpoint_class(filename="last", **options)
-        fit(4, callbacks=[best, last], max_epochs=8, enable_checkpointing=True)
-        return {p.name: torch.load(p, weights_only=False) for p in sorted(folder.iterdir())}
+    best = {"filename": "best-{epoch}", "monitor": "train/loss", "mode": mode}
+    ours, theirs = tmp_path / "ours", tmp_path / "lightning"
+    every_3rd = {"save_on_train_epoch_end": True, "every_n_epochs": 3}
+    ours_callback = ModelCheckpoint(dirpath=ours, save_last=True, **best, **every_3rd)
+    fit(4, callbacks=[ours_callback], max_epochs=epochs, enable_checkpointing=True)
+    reference = [
+        LightningCheckpoint(dirpath=theirs, **best, **every_3rd),
+        LightningCheckpoint(dirpath=theirs, filename="last", save_on_train_epoch_end=True),
+    ]
+    fit(4, callbacks=reference, max_epochs=epochs, enable_checkpointing=True)
 
-    ours, lightnings = saved(ModelCheckpoint), saved(LightningCheckpoint)
-    assert list(ours) == list(lightnings) == ["best-epoch=5.ckpt", "last.ckpt"]
-    for name, checkpoint in ours.items():
-        assert checkpoint["global_step"] == lightnings[name]["global_step"]
-        for key, value in checkpoint["state_dict"].items():
-            assert torch.equal(value, lightnings[name]["state_dict"][key])
+    best_file = f"best-epoch={best_epoch}.ckpt"
+    assert sorted(p.name for p in ours.iterdir()) == [best_file, "last.ckpt"]
+    assert sorted(p.name for p in theirs.iterdir()) == [best_file, "last.ckpt"]
+    for name in (best_file, "last.ckpt"):
+        mine, lightnings = (torch.load(d / name, weights_only=False) for d in (ours, theirs))
+        assert mine["global_step"] == lightnings["global_step"]
+        for key, value in mine["state_dict"].items():
+            assert torch.equal(value, lightnings["state_dict"][key])
+    assert (ours / "last.ckpt").samefile(ours / best_file) == (best_epoch == epochs - 1)

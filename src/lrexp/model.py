@@ -8,7 +8,7 @@ but Lightning's per-step bookkeeping is paid once per group instead of once per 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING
 
 import lightning as L
 import torch
@@ -30,7 +30,9 @@ from torchmetrics.classification import (
 
 from lrexp.errors import LrexpError
 
-Batches = list[tuple[Tensor, Tensor]]
+if TYPE_CHECKING:
+    from lrexp.data.batches import Minibatches
+
 STAGES = ("train", "val", "test")
 # What Lightning calls around each manual backward and optimizer step.
 STEP_HOOKS = ("on_before_backward", "on_after_backward", "on_before_optimizer_step")
@@ -56,14 +58,6 @@ def plain_steps_allowed(trainer: L.Trainer) -> bool:
         and type(trainer.profiler) is PassThroughProfiler
         and type(module).backward is L.LightningModule.backward
         and not listened
-    )
-
-
-def _group_on(device: torch.device, batch: Any) -> bool:
-    """Whether `batch` is a list of (x, y) tensor pairs that all live on `device`."""
-    return isinstance(batch, list) and all(
-        isinstance(pair, tuple) and all(isinstance(t, Tensor) and t.device == device for t in pair)
-        for pair in batch
     )
 
 
@@ -122,7 +116,7 @@ class LogisticRegression(L.LightningModule):
     def loss(self, logits: Tensor, y: Tensor) -> Tensor:
         return F.binary_cross_entropy_with_logits(logits, y, reduction=self.hparams.reduction)
 
-    def training_step(self, batches: Batches, batch_idx: int) -> None:
+    def training_step(self, batches: Minibatches, batch_idx: int) -> None:
         optimizer = self.optimizers()
         all_logits, all_targets, losses = [], [], []
         for x, y in batches:
@@ -155,17 +149,6 @@ class LogisticRegression(L.LightningModule):
     def on_train_start(self) -> None:
         self._plain_steps = plain_steps_allowed(self.trainer)
 
-    def transfer_batch_to_device(
-        self, batch: Any, device: torch.device, dataloader_idx: int
-    ) -> Any:
-        """A group of minibatches sliced from tensors already on `device` (lrexp's loaders put
-        the data there) stays as it is: Lightning's generic walk over its 2 × batches_per_fetch
-        tensors, each `.to(device)` a no-op, took about a millisecond per group. Anything else
-        moves as Lightning moves it."""
-        if _group_on(device, batch):
-            return batch
-        return super().transfer_batch_to_device(batch, device, dataloader_idx)
-
     def _sgd_step(self, optimizer: LightningOptimizer, loss: Tensor) -> None:
         """zero_grad, backward, step. Where Lightning's wrappers would only pass through (see
         plain_steps_allowed), torch's own calls do the same update without their ~300 Python
@@ -196,13 +179,13 @@ class LogisticRegression(L.LightningModule):
             f"(now {lr:g}, e.g. model.lr={lr / 10:g}); checkpoints/ keeps the last finite one"
         )
 
-    def validation_step(self, batches: Batches, batch_idx: int) -> None:
+    def validation_step(self, batches: Minibatches, batch_idx: int) -> None:
         self._evaluate("val", batches)
 
-    def test_step(self, batches: Batches, batch_idx: int) -> None:
+    def test_step(self, batches: Minibatches, batch_idx: int) -> None:
         self._evaluate("test", batches)
 
-    def _evaluate(self, stage: str, batches: Batches) -> None:
+    def _evaluate(self, stage: str, batches: Minibatches) -> None:
         for x, y in batches:
             logits = self.logits(x)
             loss = self.loss(logits, y).reshape(1)

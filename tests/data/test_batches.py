@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from lrexp.data.batches import EpochBatches, epoch_permutation, tensor_loader
+from lrexp.data.batches import EpochBatches, Minibatches, epoch_permutation, tensor_loader
 
 
 def flat(sampler: EpochBatches) -> list[list[int]]:
@@ -68,8 +68,11 @@ def test_an_empty_split_yields_nothing_as_its_len_says() -> None:
 
 
 def test_tensor_loader_serves_pairs_on_the_tensors_device() -> None:
+    """Each item is a group of (x, y) minibatches, gathered as it is iterated (the DataLoader
+    must not turn it into a list)."""
     x, y = torch.arange(20.0).reshape(10, 2), torch.arange(10.0)
     (group,) = list(tensor_loader(x, y, batch_size=4, batches_per_fetch=8))
+    assert isinstance(group, Minibatches) and len(group) == 3
     assert [len(batch_y) for _, batch_y in group] == [4, 4, 2]
     for batch_x, batch_y in group:
         assert torch.equal(batch_x[:, 0], 2 * batch_y)

@@ -33,7 +33,8 @@ def test_reads_the_binary_subset_as_torchvision_serves_it(mnist_root: Path) -> N
 
     (group,) = list(dm.train_dataloader())
     assert [tuple(batch_x.shape) for batch_x, _ in group] == [(36, 784)]
-    assert group[0][0].min() >= 0 and group[0][0].max() <= 1
+    ((batch_x, _),) = group
+    assert batch_x.min() >= 0 and batch_x.max() <= 1
 
 
 def test_missing_files_name_the_folder_the_files_and_both_ways(tmp_path: Path) -> None:
