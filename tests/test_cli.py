@@ -191,3 +191,29 @@ def test_the_real_cli_maps_a_hydra_error_to_exit_2(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr
     assert "Could not find 'data/imagenet'" in proc.stderr
     assert not list(tmp_path.rglob("*"))
+
+
+@pytest.mark.parametrize(("exit_with", "code"), [("None", 0), ("2", 2), ("'a message'", 1)])
+def test_run_script_ends_like_a_normal_exit(tmp_path: Path, exit_with: str, code: int) -> None:
+    """run_script skips only the interpreter's teardown: the exit status, the flushed streams,
+    a still-running thread's work and the atexit handlers are those of a normal exit."""
+    script = f"""
+import atexit, threading, time
+from pathlib import Path
+from lrexp.cli import run_script
+
+def main():
+    atexit.register(lambda: Path("atexit.txt").write_text("ran"))
+    threading.Thread(target=lambda: (time.sleep(0.5), Path("thread.txt").write_text("ran"))).start()
+    print("to stdout", end="")
+    raise SystemExit({exit_with})
+
+run_script(main)
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == code, proc.stderr
+    assert proc.stdout == "to stdout"
+    assert ("a message" in proc.stderr) == (code == 1)
+    assert (tmp_path / "atexit.txt").read_text() == (tmp_path / "thread.txt").read_text() == "ran"

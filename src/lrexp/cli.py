@@ -3,15 +3,18 @@
 It finds conf/ (inside the package in a wheel, at the repo top in a checkout) and maps errors to
 exit codes: LrexpError → its message on stderr and status 2; Hydra's own command-line and
 composition errors (raised before the task starts) → status 2; anything else keeps its
-traceback and status 1.
+traceback and status 1. `run_script` is how `python -m lrexp.X` runs and ends.
 """
 
 from __future__ import annotations
 
+import atexit
+import os
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import hydra
 from omegaconf import DictConfig
@@ -52,3 +55,29 @@ def entry_point(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Cal
         return main
 
     return decorate
+
+
+def run_script(main: Callable[[], None]) -> NoReturn:
+    """Run an entry point as `python -m lrexp.X`, then end the process without the
+    interpreter's final teardown of every module.
+
+    After importing torch and Lightning, that teardown took about 3 s on a 2-core machine (a
+    fifth of the toy run's wall time) and changes nothing anyone can see. All that a normal exit
+    does that can be seen still happens first: other threads are joined, atexit handlers run
+    (logging, TensorBoard and Hydra close their files) and the standard streams are flushed.
+    An uncaught exception ends the process the usual way, with its traceback.
+    """
+    try:
+        main()
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else 0 if exit_.code is None else 1
+        if not isinstance(exit_.code, int | None):
+            print(exit_.code, file=sys.stderr)
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -128,9 +128,10 @@ class LogisticRegression(L.LightningModule):
             losses.append(loss.detach())
         losses = torch.stack(losses)
         self._check_finite(losses)
-        sizes = torch.tensor(
-            [len(y) for y in all_targets], dtype=losses.dtype, device=losses.device
-        )
+        # Only the epoch's last minibatch can be short; made on the device, these weights cost
+        # no host-to-device copy (on a GPU, a wait for every queued kernel).
+        sizes = torch.full_like(losses, len(all_targets[0]))
+        sizes[-1] = len(all_targets[-1])
         if self._train_metrics_due():
             self._update("train", torch.cat(all_logits), torch.cat(all_targets), losses, sizes)
         else:
@@ -210,13 +211,16 @@ class LogisticRegression(L.LightningModule):
         if stage != "train" or self._train_metrics_due():
             values |= metrics.compute()
             metrics.reset()
-        self.trainer.callback_metrics.update(values)
+        # One device-to-host copy for all values; the trainer gets CPU tensors, which
+        # ModelCheckpoint deep-copies at every save.
+        floats = dict(zip(values, torch.stack(list(values.values())).tolist(), strict=True))
+        self.trainer.callback_metrics.update({k: torch.tensor(v) for k, v in floats.items()})
         if stage != "test":
-            self.trainer.progress_bar_metrics.update({k: v.item() for k, v in values.items()})
+            self.trainer.progress_bar_metrics.update(floats)
         if self.trainer.state.fn == TrainerFn.VALIDATING:
             return
         for logger in self.loggers:
-            logger.log_metrics({k: v.item() for k, v in values.items()}, step=self.current_epoch)
+            logger.log_metrics(floats, step=self.current_epoch)
 
     def on_train_epoch_end(self) -> None:
         self._log_epoch("train")
