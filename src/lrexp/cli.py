@@ -69,15 +69,16 @@ def run_script(main: Callable[[], None]) -> NoReturn:
     """
     try:
         main()
-        code = 0
+        code = None
     except SystemExit as exit_:
-        code = exit_.code if isinstance(exit_.code, int) else 0 if exit_.code is None else 1
-        if not isinstance(exit_.code, int | None):
-            print(exit_.code, file=sys.stderr)
+        code = exit_.code
+    if code is not None and not isinstance(code, int):  # sys.exit("message"), as Python does
+        print(code, file=sys.stderr)
+        code = 1
     for thread in threading.enumerate():
         if thread is not threading.current_thread() and not thread.daemon:
             thread.join()
     atexit._run_exitfuncs()
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(code)
+    os._exit(code or 0)
