@@ -77,3 +77,17 @@ def test_tensor_loader_serves_pairs_on_the_tensors_device() -> None:
     for batch_x, batch_y in group:
         assert torch.equal(batch_x[:, 0], 2 * batch_y)
         assert batch_x.device == x.device
+
+
+def test_staged_minibatches_are_the_plain_ones_gathered_into_one_reused_buffer() -> None:
+    x, y = torch.randn(10, 3), torch.arange(10.0)
+    loader = tensor_loader(x, y, batch_size=4, batches_per_fetch=8, shuffle=True, seed=3)
+    (group,) = list(loader)
+    plain = [(bx.clone(), by) for bx, by in group]
+    staged = [(bx.clone(), by, bx.data_ptr()) for bx, by in group.staged()]
+    assert [len(by) for _, by, _ in staged] == [4, 4, 2]
+    for (px, py), (sx, sy, _) in zip(plain, staged, strict=True):
+        assert torch.equal(px, sx) and torch.equal(py, sy)
+    assert len({ptr for *_, ptr in staged}) == 1  # one buffer, every minibatch
+    (again,) = list(loader)
+    assert next(again.staged())[0].data_ptr() == staged[0][2]  # kept by the loader across items

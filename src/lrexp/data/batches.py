@@ -74,17 +74,22 @@ class EpochBatches(Sampler[list[Tensor]]):
 
 
 class Minibatches:
-    """A loader item: a group of minibatches of in-memory tensors, each gathered when the step
-    reaches it. Gathering the whole group up front held every copy at once, and the fresh memory
-    that took made an epoch about 20 % slower than the raw loop (benchmarks/throughput.py);
-    one at a time, each copy reuses the memory the previous one freed.
+    """A loader item: a group of minibatches of in-memory tensors, each gathered only when it is
+    reached (gathering a whole group up front made an epoch about 20 % slower).
+
+    Iterating gives fresh tensors. `staged()` gives the same minibatches with the features
+    gathered into one buffer that the loader reuses for every minibatch, so each is valid only
+    until the next is drawn: that is how the training step uses them. A fresh multi-megabyte
+    tensor per minibatch made an epoch at batch 1024 up to 1.7 times slower than the raw loop
+    whenever the C allocator handed that memory back to the system in between (about 7000 page
+    faults an epoch; benchmarks/throughput.py).
 
     Deliberately not a Sequence: the DataLoader's default_convert would rebuild it as a list,
     gathering everything.
     """
 
-    def __init__(self, x: Tensor, y: Tensor, indices: Sequence[Tensor]) -> None:
-        self.x, self.y, self.indices = x, y, indices
+    def __init__(self, x: Tensor, y: Tensor, indices: Sequence[Tensor], staging: Tensor) -> None:
+        self.x, self.y, self.indices, self.staging = x, y, indices, staging
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -93,25 +98,33 @@ class Minibatches:
         for idx in self.indices:
             yield self.x[idx], self.y[idx]
 
+    def staged(self) -> Iterator[tuple[Tensor, Tensor]]:
+        for idx in self.indices:
+            x = torch.index_select(self.x, 0, idx, out=self.staging[: len(idx)])
+            yield x, self.y[idx]
+
     def to(self, device: torch.device | str) -> Minibatches:
         """What Lightning calls to move a batch: one call, a no-op for data already on `device`
         (lrexp's DataModules put it there), instead of a walk over every minibatch tensor."""
-        return Minibatches(
-            self.x.to(device), self.y.to(device), [i.to(device) for i in self.indices]
-        )
+        indices = [i.to(device) for i in self.indices]
+        return Minibatches(self.x.to(device), self.y.to(device), indices, self.staging.to(device))
 
 
 class TensorPairs(Dataset):
-    """Features and labels indexed by whole groups of minibatches."""
+    """Features and labels indexed by whole groups of minibatches; owns the staging buffer."""
 
     def __init__(self, x: Tensor, y: Tensor) -> None:
         self.x, self.y = x, y
+        self.staging = x.new_empty((0, *x.shape[1:]))
 
     def __len__(self) -> int:
         return len(self.y)
 
     def __getitem__(self, groups: list[Tensor]) -> Minibatches:
-        return Minibatches(self.x, self.y, groups)
+        rows = max((len(idx) for idx in groups), default=0)
+        if len(self.staging) < rows:
+            self.staging = self.x.new_empty((rows, *self.x.shape[1:]))
+        return Minibatches(self.x, self.y, groups, self.staging)
 
 
 def tensor_loader(
