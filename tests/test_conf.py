@@ -74,6 +74,21 @@ def test_model_width_follows_the_data(data: str, tmp_path: Path) -> None:
     assert model.linear.in_features == {"toy": 1, "cifar10": 3072}.get(data, 784)
 
 
+@pytest.mark.parametrize("data", ["toy", "mnist", "fashion_mnist", "cifar10"])
+def test_validation_and_checkpoints_share_the_datas_cadence(data: str, tmp_path: Path) -> None:
+    """Image data validate, checkpoint and log training metrics every 5th epoch, the toy every
+    50th; the checkpoint callback follows trainer.check_val_every_n_epoch, overrides too."""
+    for overrides, every in (
+        ([], 50 if data == "toy" else 5),
+        (["trainer.check_val_every_n_epoch=2"], 2),
+    ):
+        cfg = compose_train([f"data={data}", *overrides], tmp_path)
+        trainer = instantiate(cfg.trainer, logger=False)
+        checkpoint = instantiate(cfg.callbacks.model_checkpoint)
+        assert trainer.check_val_every_n_epoch == checkpoint._every_n_epochs == every
+        assert trainer.max_epochs % every == 0  # the last epoch validates and saves the best
+
+
 @pytest.mark.parametrize("logger", options("logger"))
 def test_loggers_instantiate(logger: str, tmp_path: Path) -> None:
     cfg = compose_train([f"logger={logger}"], tmp_path)
