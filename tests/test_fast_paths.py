@@ -153,18 +153,15 @@ def test_train_classification_metrics_follow_the_validation_cadence() -> None:
     assert torch.equal(params(dense_model), params(sparse_model))
 
 
-def test_lightnings_transfer_moves_a_group_in_one_call_and_keeps_its_batches() -> None:
-    """Lightning moves a loader item through its `to`: a no-op for tensors already on the
-    device, a real move otherwise; the minibatches stay those of the loader."""
+def test_lightnings_transfer_moves_a_group_in_one_call() -> None:
+    """Lightning moves a loader item through its `to`: the same group for tensors already on
+    the device, a real move otherwise."""
     x, y = data()
     model = LogisticRegression(FEATURES)
     (group,) = list(tensor_loader(x, y, BATCH, batches_per_fetch=N))
-    here = model.transfer_batch_to_device(group, torch.device("cpu"), 0)
-    assert here.x is x and here.y is y
-    assert [(bx.tolist(), by.tolist()) for bx, by in here] == [
-        (bx.tolist(), by.tolist()) for bx, by in group
-    ]
+    assert model.transfer_batch_to_device(group, torch.device("cpu"), 0) is group
     moved = model.transfer_batch_to_device(group, torch.device("meta"), 0)
+    assert len(moved) == len(group)
     assert [t.device.type for pair in moved for t in pair] == ["meta"] * 2 * (N // BATCH)
 
 

@@ -84,6 +84,7 @@ def test_staged_minibatches_are_the_plain_ones_gathered_into_one_reused_buffer()
     loader = tensor_loader(x, y, batch_size=4, batches_per_fetch=8, shuffle=True, seed=3)
     (group,) = list(loader)
     plain = [(bx.clone(), by) for bx, by in group]
+    assert len(loader.dataset.staging(0)) == 0  # plain iteration allocates no buffer
     staged = [(bx.clone(), by, bx.data_ptr()) for bx, by in group.staged()]
     assert [len(by) for _, by, _ in staged] == [4, 4, 2]
     for (px, py), (sx, sy, _) in zip(plain, staged, strict=True):

@@ -73,6 +73,27 @@ class EpochBatches(Sampler[list[Tensor]]):
         return math.ceil(math.ceil(self._num_samples() / self.batch_size) / self.batches_per_fetch)
 
 
+class TensorPairs(Dataset):
+    """Features and labels indexed by whole groups of minibatches; keeps the buffer that
+    `Minibatches.staged()` gathers into."""
+
+    def __init__(self, x: Tensor, y: Tensor) -> None:
+        self.x, self.y = x, y
+        self._staging = x.new_empty((0, *x.shape[1:]))
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, groups: list[Tensor]) -> Minibatches:
+        return Minibatches(self, groups)
+
+    def staging(self, rows: int) -> Tensor:
+        """The reused gather buffer, grown on first use (plain iteration never allocates it)."""
+        if len(self._staging) < rows:
+            self._staging = self.x.new_empty((rows, *self.x.shape[1:]))
+        return self._staging
+
+
 class Minibatches:
     """A loader item: a group of minibatches of in-memory tensors, each gathered only when it is
     reached (gathering a whole group up front made an epoch about 20 % slower).
@@ -88,43 +109,30 @@ class Minibatches:
     gathering everything.
     """
 
-    def __init__(self, x: Tensor, y: Tensor, indices: Sequence[Tensor], staging: Tensor) -> None:
-        self.x, self.y, self.indices, self.staging = x, y, indices, staging
+    def __init__(self, source: TensorPairs, indices: Sequence[Tensor]) -> None:
+        self.source, self.indices = source, indices
 
     def __len__(self) -> int:
         return len(self.indices)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         for idx in self.indices:
-            yield self.x[idx], self.y[idx]
+            yield self.source.x[idx], self.source.y[idx]
 
     def staged(self) -> Iterator[tuple[Tensor, Tensor]]:
+        buffer = self.source.staging(max((len(idx) for idx in self.indices), default=0))
         for idx in self.indices:
-            x = torch.index_select(self.x, 0, idx, out=self.staging[: len(idx)])
-            yield x, self.y[idx]
+            x = torch.index_select(self.source.x, 0, idx, out=buffer[: len(idx)])
+            yield x, self.source.y[idx]
 
     def to(self, device: torch.device | str) -> Minibatches:
-        """What Lightning calls to move a batch: one call, a no-op for data already on `device`
-        (lrexp's DataModules put it there), instead of a walk over every minibatch tensor."""
-        indices = [i.to(device) for i in self.indices]
-        return Minibatches(self.x.to(device), self.y.to(device), indices, self.staging.to(device))
-
-
-class TensorPairs(Dataset):
-    """Features and labels indexed by whole groups of minibatches; owns the staging buffer."""
-
-    def __init__(self, x: Tensor, y: Tensor) -> None:
-        self.x, self.y = x, y
-        self.staging = x.new_empty((0, *x.shape[1:]))
-
-    def __len__(self) -> int:
-        return len(self.y)
-
-    def __getitem__(self, groups: list[Tensor]) -> Minibatches:
-        rows = max((len(idx) for idx in groups), default=0)
-        if len(self.staging) < rows:
-            self.staging = self.x.new_empty((rows, *self.x.shape[1:]))
-        return Minibatches(self.x, self.y, groups, self.staging)
+        """What Lightning calls to move a batch: one call, and this same group for data already
+        on `device` (lrexp's DataModules put it there), instead of a walk over every minibatch
+        tensor."""
+        x, y = self.source.x.to(device), self.source.y.to(device)
+        if x is self.source.x and y is self.source.y:
+            return self
+        return Minibatches(TensorPairs(x, y), [idx.to(device) for idx in self.indices])
 
 
 def tensor_loader(
