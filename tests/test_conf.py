@@ -105,7 +105,8 @@ def test_callbacks_instantiate(callbacks: str, tmp_path: Path) -> None:
     cfg = compose_train([f"callbacks={callbacks}"], tmp_path)
     made = [instantiate(c) for c in (cfg.callbacks or {}).values()]
     if callbacks == "default":
-        (checkpoint,) = made
+        checkpoint, bar = made
+        assert (type(bar).__name__, bar.refresh_rate) == ("ProgressBar", 10)
         assert (checkpoint.monitor, checkpoint.save_top_k, checkpoint.save_last) == (
             "val/loss",
             1,
@@ -114,6 +115,17 @@ def test_callbacks_instantiate(callbacks: str, tmp_path: Path) -> None:
         assert checkpoint.dirpath == str(tmp_path / "run" / "checkpoints")
     else:
         assert made == []
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_enable_progress_bar_switches_the_configured_bar(enabled: bool, tmp_path: Path) -> None:
+    from lrexp.callbacks import ProgressBar
+    from lrexp.train import build_experiment
+
+    cfg = compose_train([f"trainer.enable_progress_bar={enabled}"], tmp_path)
+    _, _, trainer = build_experiment(cfg)
+    bar = trainer.progress_bar_callback
+    assert type(bar) is ProgressBar if enabled else bar is None
 
 
 @pytest.mark.parametrize("trainer", ["cpu", "ddp_cpu"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import lightning as L
 import pytest
 import torch
@@ -200,3 +202,37 @@ def test_checkpoint_callback_saves_what_lightnings_two_callbacks_save(
         for key, value in mine["state_dict"].items():
             assert torch.equal(value, lightnings["state_dict"][key])
     assert (ours / "last.ckpt").samefile(ours / best_file) == (best_epoch == epochs - 1)
+
+
+def test_progress_bar_ends_like_lightnings_without_redrawing_on_the_training_thread(
+    monkeypatch,
+) -> None:
+    """lrexp's ProgressBar leaves the bars Lightning's RichProgressBar leaves, but the training
+    thread no longer redraws the display at every epoch start (Lightning's: at least once an
+    epoch); its refresh thread draws instead."""
+    from lightning.pytorch.callbacks import RichProgressBar
+    from rich.live import Live
+
+    from lrexp.callbacks import ProgressBar
+
+    redraws = {"training thread": 0}
+    draw = Live.refresh
+
+    def counted(live: Live) -> None:
+        if threading.current_thread() is threading.main_thread():
+            redraws["training thread"] += 1
+        draw(live)
+
+    monkeypatch.setattr(Live, "refresh", counted)
+    epochs, ends = 30, {}
+    for bar_type in (RichProgressBar, ProgressBar):
+        redraws["training thread"] = 0
+        bar = bar_type(refresh_rate=10)
+        fit(N // BATCH, callbacks=[bar], enable_progress_bar=True, max_epochs=epochs)
+        tasks = [(t.description, t.completed, t.total, t.visible) for t in bar.progress.tasks]
+        ends[bar_type] = tasks, redraws["training thread"]
+    (lightnings, lightnings_redraws), (ours, our_redraws) = ends.values()
+    assert ours == lightnings
+    assert lightnings[0][:3] == (f"Epoch {epochs - 1}/{epochs - 1}", 1, 1)
+    assert lightnings_redraws >= epochs
+    assert our_redraws <= 3

@@ -93,3 +93,16 @@ def test_no_gpu_stops_before_training_with_the_cpu_command(tmp_path: Path) -> No
     assert "no CUDA device" in proc.stderr
     assert "python -m lrexp.train trainer=cpu model.lr=0.1" in proc.stderr
     assert not list(tmp_path.glob("outputs/*/*/checkpoints"))
+
+
+def test_the_command_line_run_shows_no_warning_that_does_not_apply(tmp_path: Path) -> None:
+    """Lightning warns that log_every_n_steps exceeds the toy's one batch an epoch (lrexp logs
+    whole epochs, so no curve loses a point) and about its own use of a deprecated torch API."""
+    command = [sys.executable, "-m", "lrexp.train", "data=toy", "trainer.max_epochs=50"]
+    proc = subprocess.run(
+        [*command, f"hydra.run.dir={tmp_path / 'run'}"], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "run" / "metrics.json").is_file()
+    assert "log_every_n_steps" not in proc.stderr
+    assert "LeafSpec" not in proc.stderr

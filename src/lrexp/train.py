@@ -7,7 +7,7 @@ import warnings
 from pathlib import Path
 
 import lightning as L
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
@@ -31,6 +31,10 @@ log = logging.getLogger(__name__)
 
 # lrexp's loaders serve in-memory tensors: worker processes would only add overhead.
 warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+# lrexp logs whole epochs, not steps, so Trainer(log_every_n_steps) changes no curve.
+warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
+# Lightning's own use of an API that torch deprecates; nothing a run can change.
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
 
 
 def build_experiment(
@@ -42,6 +46,10 @@ def build_experiment(
     datamodule = build(cfg.data, "data")
     model = build(cfg.model, "model")
     callbacks = build_group(cfg, "callbacks")
+    if not cfg.trainer.get("enable_progress_bar", True):
+        # As in plain Lightning, this switch turns the bar off (Lightning would reject a bar
+        # among the callbacks then).
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     loggers = build_group(cfg, "logger")
     trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
     return datamodule, model, trainer
