@@ -13,6 +13,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -57,8 +58,10 @@ def test_an_image_run_leaves_every_picture_in_figures_and_tensorboard(trained_mn
     events = EventAccumulator(str(trained_mnist / "tensorboard"))
     events.Reload()
     for name in IMAGE_FIGURES:
-        assert (trained_mnist / "figures" / f"{name}.png").stat().st_size > 5_000
-        assert f"figures/{name}" in events.Tags()["images"]
+        png = trained_mnist / "figures" / f"{name}.png"
+        assert png.stat().st_size > 5_000
+        (image,) = events.Images(f"figures/{name}")
+        assert (image.height, image.width) == plt.imread(png).shape[:2]  # the same picture
 
 
 def _free_port() -> int:

@@ -53,7 +53,8 @@ def write_metrics(run_dir: Path, metrics: Mapping[str, float]) -> Path:
 
 
 def save_figures(run_dir: Path, figures: Mapping[str, Figure], loggers: list[Any]) -> None:
-    """figures/<name>.png, and the same picture as a TensorBoard image."""
+    """figures/<name>.png, and that same picture as a TensorBoard image (drawn once, not
+    again by TensorBoard's add_figure)."""
     import io
 
     import matplotlib.pyplot as plt
@@ -61,11 +62,13 @@ def save_figures(run_dir: Path, figures: Mapping[str, Figure], loggers: list[Any
     for name, figure in figures.items():
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
+        plt.close(figure)
         write_atomic(run_dir / "figures" / f"{name}.png", buffer.getvalue())
         for logger in loggers:
-            if hasattr(logger.experiment, "add_figure"):
-                logger.experiment.add_figure(f"figures/{name}", figure, close=False)
-        plt.close(figure)
+            if hasattr(logger.experiment, "add_image"):
+                buffer.seek(0)
+                pixels = plt.imread(buffer, format="png")
+                logger.experiment.add_image(f"figures/{name}", pixels, dataformats="HWC")
 
 
 def resolve_ckpt_path(ckpt_path: str | None, run_dir: Path) -> str | None:
