@@ -16,8 +16,8 @@ class ProgressBar(callbacks.RichProgressBar):
 
     Lightning starts every epoch's bar with rich's `Progress.reset`, which redraws the whole
     display there and then, on the training thread. In the toy run (1000 one-batch epochs) those
-    redraws and the 100-a-second thread took about a fifth of the fit; here the reset only asks
-    the thread for its next redraw, as every other update of the bar does.
+    redraws and the 100-a-second thread took a quarter to a third of the fit; here the reset only
+    asks the thread for its next redraw, as every other update of the bar does.
     """
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
