@@ -59,16 +59,17 @@ def save_figures(run_dir: Path, figures: Mapping[str, Figure], loggers: list[Any
 
     import matplotlib.pyplot as plt
 
+    tensorboards = [lg.experiment for lg in loggers if hasattr(lg.experiment, "add_image")]
     for name, figure in figures.items():
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
         plt.close(figure)
         write_atomic(run_dir / "figures" / f"{name}.png", buffer.getvalue())
-        for logger in loggers:
-            if hasattr(logger.experiment, "add_image"):
-                buffer.seek(0)
-                pixels = plt.imread(buffer, format="png")
-                logger.experiment.add_image(f"figures/{name}", pixels, dataformats="HWC")
+        if tensorboards:
+            buffer.seek(0)
+            pixels = plt.imread(buffer, format="png")
+            for writer in tensorboards:
+                writer.add_image(f"figures/{name}", pixels, dataformats="HWC")
 
 
 def resolve_ckpt_path(ckpt_path: str | None, run_dir: Path) -> str | None:
