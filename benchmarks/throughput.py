@@ -13,9 +13,11 @@ seeded training split), medians over repeats:
   beside it. Wall time is the figure; the ratio of CPU times is given too, as it is far less
   disturbed by other processes on the machine;
 - the toy run as a whole process, imports included: `python -m lrexp.train data=toy` against
-  the lecture's raw loop run as a plain script, and the floor that any Lightning run of it
-  has here: a bare Trainer (no logger, checkpoint, bar or metrics) fitting the lecture's model
-  for 1000 epochs in a process that imports what lrexp's command imports;
+  the lecture's raw loop run as a plain script, and two floors under it: the same raw script
+  run after importing what lrexp's command imports (Lightning imports torchmetrics, which
+  imports scipy.signal, torchvision and matplotlib when they are installed), and a bare
+  Trainer (no logger, checkpoint, bar or metrics) fitting the lecture's model for 1000 epochs
+  in such a process;
 - time to accuracy: scikit-learn's LogisticRegression fit time and test accuracy, and the
   training time (train start to the end of the epoch that gets there; test scoring off the
   clock) lrexp's default config takes to come within 0.5 pp of that accuracy.
@@ -73,6 +75,10 @@ LECTURE_SCRIPT = textwrap.dedent(
     w, b = model.weight.item(), model.bias.item()
     print(f"w={w:.4f} b={b:.4f} p(4h)={torch.sigmoid(torch.tensor(4 * w + b)).item():.4f}")
     """
+)
+# What `python -m lrexp.train` imports, then the lecture's script, ended as lrexp's commands end.
+IMPORTS_FLOOR_SCRIPT = (
+    "import os\n\nimport lrexp.train  # noqa: F401\n\n" + LECTURE_SCRIPT + "os._exit(0)\n"
 )
 BARE_LIGHTNING_SCRIPT = textwrap.dedent(
     """\
@@ -354,28 +360,29 @@ def wall(command: list[str], cwd: Path) -> float:
 
 
 def toy_processes(work: Path, repeats: int) -> dict:
-    """Whole processes, imports included: the raw script, lrexp, and the bare-Lightning floor."""
-    scripts = {"raw": LECTURE_SCRIPT, "bare_lightning": BARE_LIGHTNING_SCRIPT}
+    """Whole processes, imports included: the raw script, lrexp, and the two floors under lrexp
+    (the raw script after lrexp's imports; a bare Lightning fit after them)."""
+    scripts = {
+        "raw": LECTURE_SCRIPT,
+        "imports_floor": IMPORTS_FLOOR_SCRIPT,
+        "bare_lightning": BARE_LIGHTNING_SCRIPT,
+    }
     for name, text in scripts.items():
         (work / f"{name}.py").write_text(text)
-    seconds = {"raw": [], "lrexp": [], "bare_lightning": []}
+    seconds = {name: [] for name in ("raw", "imports_floor", "bare_lightning", "lrexp")}
     for i in range(repeats):
-        seconds["raw"].append(wall([sys.executable, str(work / "raw.py")], work))
+        for name in scripts:
+            seconds[name].append(wall([sys.executable, str(work / f"{name}.py")], work))
         run_dir = work / "runs" / f"toy{i}"
         shutil.rmtree(run_dir, ignore_errors=True)
         command = [sys.executable, "-m", "lrexp.train", "data=toy", f"hydra.run.dir={run_dir}"]
         seconds["lrexp"].append(wall(command, work))
-        bare = [sys.executable, str(work / "bare_lightning.py")]
-        seconds["bare_lightning"].append(wall(bare, work))
         log(f"toy process {i}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in seconds.items()))
-    raw, lrexp, bare = (median(seconds[k]) for k in ("raw", "lrexp", "bare_lightning"))
-    return {
-        "raw_script_s": raw,
-        "lrexp_s": lrexp,
-        "ratio": lrexp / raw,
-        "bare_lightning_s": bare,
-        "bare_lightning_ratio": bare / raw,
-    }
+    raw = median(seconds["raw"])
+    report = {"raw_script_s": raw}
+    for name in ("lrexp", "imports_floor", "bare_lightning"):
+        report |= {f"{name}_s": median(seconds[name]), f"{name}_ratio": median(seconds[name]) / raw}
+    return report
 
 
 # --- time to accuracy ---------------------------------------------------------------------------
@@ -500,7 +507,7 @@ def main() -> None:
             "time_to_accuracy": tta,
             "goals": {
                 "1_epoch_at_most_1.3x_raw": ratio_goal,
-                "2_toy_process_at_most_1.75x_raw_script": toy["ratio"] <= 1.75,
+                "2_toy_process_at_most_1.75x_raw_script": toy["lrexp_ratio"] <= 1.75,
                 "3_within_0.5pp_of_sklearn_in_half_its_fit_time": (tta["ratio"] or math.inf) <= 0.5,
             },
         }
