@@ -117,7 +117,7 @@ BARE_LIGHTNING_SCRIPT = textwrap.dedent(
         enable_model_summary=False,
     )
     trainer.fit(Lecture(), DataLoader(TensorDataset(x, y), batch_size=3))
-    os._exit(0)  # as lrexp's commands end (lrexp.cli.run_script)
+    os._exit(0)  # as lrexp's commands end (lrexp.cli.run_as_command)
     """
 )
 

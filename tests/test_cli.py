@@ -194,13 +194,13 @@ def test_the_real_cli_maps_a_hydra_error_to_exit_2(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("exit_with", "code"), [("None", 0), ("2", 2), ("'a message'", 1)])
-def test_run_script_ends_like_a_normal_exit(tmp_path: Path, exit_with: str, code: int) -> None:
-    """run_script skips only the interpreter's teardown: the exit status, the flushed streams,
+def test_run_as_command_ends_like_a_normal_exit(tmp_path: Path, exit_with: str, code: int) -> None:
+    """run_as_command skips only the interpreter's teardown: the exit status, the flushed streams,
     a still-running thread's work and the atexit handlers are those of a normal exit."""
     script = f"""
 import atexit, threading, time
 from pathlib import Path
-from lrexp.cli import run_script
+from lrexp.cli import run_as_command
 
 def main():
     atexit.register(lambda: Path("atexit.txt").write_text("ran"))
@@ -208,7 +208,7 @@ def main():
     print("to stdout", end="")
     raise SystemExit({exit_with})
 
-run_script(main)
+run_as_command(main)
 """
     proc = subprocess.run(
         [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=60

@@ -53,7 +53,7 @@ class Recorder(Logger):
 
 
 def fit(
-    batches_per_fetch: int, callbacks: list[Callback] | None = None, **trainer_args
+    minibatches_per_step: int, callbacks: list[Callback] | None = None, **trainer_args
 ) -> tuple[LogisticRegression, L.Trainer]:
     x, y = data()
     model = LogisticRegression(FEATURES, lr=LR, seed=SEED)
@@ -66,7 +66,7 @@ def fit(
         "enable_model_summary": False,
     }
     trainer = L.Trainer(callbacks=callbacks or [], **(quiet | trainer_args))
-    loader = tensor_loader(x, y, BATCH, batches_per_fetch, shuffle=True, seed=SEED)
+    loader = tensor_loader(x, y, BATCH, minibatches_per_step, shuffle=True, seed=SEED)
     trainer.fit(model, train_dataloaders=loader)
     return model, trainer
 
@@ -91,16 +91,16 @@ def params(model: LogisticRegression) -> torch.Tensor:
 
 
 def test_grouped_minibatches_update_exactly_like_one_minibatch_per_step() -> None:
-    one, trainer_one = fit(batches_per_fetch=1)
-    grouped, trainer_grouped = fit(batches_per_fetch=5)
+    one, trainer_one = fit(minibatches_per_step=1)
+    grouped, trainer_grouped = fit(minibatches_per_step=5)
     assert torch.equal(params(one), params(grouped))
     assert trainer_one.global_step == trainer_grouped.global_step == EPOCHS * N // BATCH
 
 
 def test_plain_steps_update_exactly_like_lightnings_wrappers_and_the_torch_loop() -> None:
-    fast, fast_trainer = fit(batches_per_fetch=4)
+    fast, fast_trainer = fit(minibatches_per_step=4)
     listener = ListensToBackward()
-    wrapped, wrapped_trainer = fit(batches_per_fetch=4, callbacks=[listener])
+    wrapped, wrapped_trainer = fit(minibatches_per_step=4, callbacks=[listener])
     assert fast._plain_steps and not wrapped._plain_steps
     assert listener.calls == EPOCHS * N // BATCH  # Lightning's wrappers ran, hooks included
     assert torch.equal(params(fast), params(wrapped))
@@ -114,7 +114,7 @@ def test_plain_steps_update_exactly_like_lightnings_wrappers_and_the_torch_loop(
 )
 def test_lightnings_wrappers_stay_where_they_do_work(trainer_args: dict) -> None:
     """Mixed precision (autocast, scaling) and profilers need manual_backward/step."""
-    model, _ = fit(batches_per_fetch=4, **trainer_args)
+    model, _ = fit(minibatches_per_step=4, **trainer_args)
     assert not model._plain_steps
 
 
@@ -160,7 +160,7 @@ def test_lightnings_transfer_moves_a_group_in_one_call() -> None:
     the device, a real move otherwise."""
     x, y = data()
     model = LogisticRegression(FEATURES)
-    (group,) = list(tensor_loader(x, y, BATCH, batches_per_fetch=N))
+    (group,) = list(tensor_loader(x, y, BATCH, minibatches_per_step=N))
     assert model.transfer_batch_to_device(group, torch.device("cpu"), 0) is group
     moved = model.transfer_batch_to_device(group, torch.device("meta"), 0)
     assert len(moved) == len(group)

@@ -30,7 +30,7 @@ TIMEOUT_S = 600
 # Fabricated Fashion-MNIST, sandal vs sneaker: 36 training images (an even number, so that two
 # DDP ranks share them without a remainder), 4 validation, 20 test images.
 IMAGES = ["data=fashion_mnist", "trainer.enable_progress_bar=false", "logger=tensorboard"]
-RESUMED = [*IMAGES, "trainer.max_epochs=4", "data.batch_size=6", "data.batches_per_fetch=1"]
+RESUMED = [*IMAGES, "trainer.max_epochs=4", "data.batch_size=6", "data.minibatches_per_step=1"]
 RESUMED += ["model.momentum=0.9"]  # the momentum buffers must come back with the checkpoint
 RESUMED += ["trainer.check_val_every_n_epoch=1"]  # a checkpoint every epoch to resume from
 TOY_DDP = ["data=toy", "trainer.max_epochs=50", "trainer.enable_progress_bar=false"]

@@ -17,7 +17,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
-from lrexp.cli import entry_point, run_script
+from lrexp.cli import entry_point, run_as_command
 from lrexp.config import check_config
 from lrexp.errors import LrexpError
 from lrexp.run import print_summary, start_run, write_metrics
@@ -116,4 +116,4 @@ def _print_side_by_side(metrics: dict[str, float]) -> None:
 main = entry_point("baseline")(baseline)
 
 if __name__ == "__main__":
-    run_script(main)
+    run_as_command(main)

@@ -3,7 +3,7 @@
 It finds conf/ (inside the package in a wheel, at the repo top in a checkout) and maps errors to
 exit codes: LrexpError → its message on stderr and status 2; Hydra's own command-line and
 composition errors (raised before the task starts) → status 2; anything else keeps its
-traceback and status 1. `run_script` is how `python -m lrexp.X` runs and ends.
+traceback and status 1. `run_as_command` is how `python -m lrexp.X` runs and ends.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def entry_point(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Cal
     return decorate
 
 
-def run_script(main: Callable[[], None]) -> NoReturn:
+def run_as_command(main: Callable[[], None]) -> NoReturn:
     """Run an entry point as `python -m lrexp.X`, then end the process without the
     interpreter's final teardown of every module.
 

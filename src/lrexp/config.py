@@ -51,9 +51,9 @@ def check_config(cfg: DictConfig) -> None:
     batch_size = data.get("batch_size")
     if batch_size is not None and (not _is_int(batch_size) or batch_size < 1):
         raise _fail("data.batch_size", batch_size, "an integer >= 1")
-    per_fetch = data.get("batches_per_fetch")
+    per_fetch = data.get("minibatches_per_step")
     if per_fetch is not None and (not _is_int(per_fetch) or per_fetch < 1):
-        raise _fail("data.batches_per_fetch", per_fetch, "an integer >= 1")
+        raise _fail("data.minibatches_per_step", per_fetch, "an integer >= 1")
     val_fraction = data.get("val_fraction")
     if val_fraction is not None and (not _is_number(val_fraction) or not 0 <= val_fraction < 1):
         raise _fail("data.val_fraction", val_fraction, "a number in [0, 1), e.g. 0.1")

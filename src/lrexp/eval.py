@@ -17,7 +17,7 @@ import lightning as L
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from lrexp.cli import entry_point, run_script
+from lrexp.cli import entry_point, run_as_command
 from lrexp.config import build, build_group, check_config
 from lrexp.errors import LrexpError
 from lrexp.model import DATAMODULE_CLASS_KEY, LogisticRegression
@@ -138,4 +138,4 @@ def _finish(cfg, trainer, model, datamodule, metrics: dict[str, float], run_dir:
 main = entry_point("eval")(evaluate)
 
 if __name__ == "__main__":
-    run_script(main)
+    run_as_command(main)

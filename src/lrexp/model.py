@@ -119,7 +119,7 @@ class LogisticRegression(L.LightningModule):
     def training_step(self, batches: Minibatches, batch_idx: int) -> None:
         optimizer = self.optimizers()
         all_logits, all_targets, losses = [], [], []
-        for x, y in batches.staged():  # x: valid until the next minibatch is drawn
+        for x, y in batches.sharing_one_buffer():  # x: valid until the next minibatch is drawn
             logits = self.logits(x)
             loss = self.loss(logits, y)
             self._sgd_step(optimizer, loss)

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from lrexp.cli import entry_point, run_script
+from lrexp.cli import entry_point, run_as_command
 from lrexp.config import check_config
 from lrexp.errors import LrexpError
 from lrexp.eval import checkpoint_path, restore
@@ -58,4 +58,4 @@ def predict(cfg: DictConfig) -> list[tuple[str, float, int]]:
 main = entry_point("predict")(predict)
 
 if __name__ == "__main__":
-    run_script(main)
+    run_as_command(main)

@@ -11,7 +11,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from lrexp.cli import entry_point, run_script
+from lrexp.cli import entry_point, run_as_command
 from lrexp.config import build, build_group, check_config
 from lrexp.errors import LrexpError
 from lrexp.model import LogisticRegression
@@ -152,4 +152,4 @@ def task(cfg: DictConfig) -> dict[str, float] | float:
 main = entry_point("config")(task)
 
 if __name__ == "__main__":
-    run_script(main)
+    run_as_command(main)

@@ -32,8 +32,8 @@ def test_a_resumed_sampler_replays_the_epoch_of_an_uninterrupted_one() -> None:
     assert flat(resumed) == batches
 
 
-def test_groups_hold_batches_per_fetch_minibatches_and_len_counts_groups() -> None:
-    sampler = EpochBatches(10, batch_size=3, batches_per_fetch=2, shuffle=False)
+def test_groups_hold_minibatches_per_step_minibatches_and_len_counts_groups() -> None:
+    sampler = EpochBatches(10, batch_size=3, minibatches_per_step=2, shuffle=False)
     groups = [[b.tolist() for b in group] for group in sampler]
     assert groups == [[[0, 1, 2], [3, 4, 5]], [[6, 7, 8], [9]]]
     assert len(sampler) == len(groups) == 2
@@ -71,7 +71,7 @@ def test_tensor_loader_serves_pairs_on_the_tensors_device() -> None:
     """Each item is a group of (x, y) minibatches, gathered as it is iterated (the DataLoader
     must not turn it into a list)."""
     x, y = torch.arange(20.0).reshape(10, 2), torch.arange(10.0)
-    (group,) = list(tensor_loader(x, y, batch_size=4, batches_per_fetch=8))
+    (group,) = list(tensor_loader(x, y, batch_size=4, minibatches_per_step=8))
     assert isinstance(group, Minibatches) and len(group) == 3
     assert [len(batch_y) for _, batch_y in group] == [4, 4, 2]
     for batch_x, batch_y in group:
@@ -81,14 +81,14 @@ def test_tensor_loader_serves_pairs_on_the_tensors_device() -> None:
 
 def test_staged_minibatches_are_the_plain_ones_gathered_into_one_reused_buffer() -> None:
     x, y = torch.randn(10, 3), torch.arange(10.0)
-    loader = tensor_loader(x, y, batch_size=4, batches_per_fetch=8, shuffle=True, seed=3)
+    loader = tensor_loader(x, y, batch_size=4, minibatches_per_step=8, shuffle=True, seed=3)
     (group,) = list(loader)
     plain = [(bx.clone(), by) for bx, by in group]
     assert len(loader.dataset.staging(0)) == 0  # plain iteration allocates no buffer
-    staged = [(bx.clone(), by, bx.data_ptr()) for bx, by in group.staged()]
+    staged = [(bx.clone(), by, bx.data_ptr()) for bx, by in group.sharing_one_buffer()]
     assert [len(by) for _, by, _ in staged] == [4, 4, 2]
     for (px, py), (sx, sy, _) in zip(plain, staged, strict=True):
         assert torch.equal(px, sx) and torch.equal(py, sy)
     assert len({ptr for *_, ptr in staged}) == 1  # one buffer, every minibatch
     (again,) = list(loader)
-    assert next(again.staged())[0].data_ptr() == staged[0][2]  # kept by the loader across items
+    assert next(again.sharing_one_buffer())[0].data_ptr() == staged[0][2]  # kept by the loader across items

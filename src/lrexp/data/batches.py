@@ -2,7 +2,7 @@
 
 A binary subset is small enough to keep decoded in memory (on the GPU when training there), so
 batches are slices of a per-epoch permutation instead of per-sample transforms and collation.
-Each loader item is a *group* of up to `batches_per_fetch` minibatches; the model runs one SGD
+Each loader item is a *group* of up to `minibatches_per_step` minibatches; the model runs one SGD
 step per minibatch, so grouping changes no update, only how often Lightning's loop turns.
 """
 
@@ -36,7 +36,7 @@ class EpochBatches(Sampler[list[Tensor]]):
         self,
         n: int,
         batch_size: int,
-        batches_per_fetch: int,
+        minibatches_per_step: int,
         shuffle: bool,
         seed: int = 0,
         rank: int = 0,
@@ -44,7 +44,7 @@ class EpochBatches(Sampler[list[Tensor]]):
         device: torch.device | str = "cpu",
     ) -> None:
         self.device = torch.device(device)
-        self.n, self.batch_size, self.batches_per_fetch = n, batch_size, batches_per_fetch
+        self.n, self.batch_size, self.minibatches_per_step = n, batch_size, minibatches_per_step
         self.shuffle, self.seed, self.rank, self.world_size = shuffle, seed, rank, world_size
         self.epoch = 0
 
@@ -66,16 +66,16 @@ class EpochBatches(Sampler[list[Tensor]]):
     def __iter__(self):
         indices = self._indices().to(self.device)
         batches = indices.split(self.batch_size) if len(indices) else ()  # as many as __len__
-        for start in range(0, len(batches), self.batches_per_fetch):
-            yield list(batches[start : start + self.batches_per_fetch])
+        for start in range(0, len(batches), self.minibatches_per_step):
+            yield list(batches[start : start + self.minibatches_per_step])
 
     def __len__(self) -> int:
-        return math.ceil(math.ceil(self._num_samples() / self.batch_size) / self.batches_per_fetch)
+        return math.ceil(math.ceil(self._num_samples() / self.batch_size) / self.minibatches_per_step)
 
 
-class TensorPairs(Dataset):
+class InMemoryDataset(Dataset):
     """Features and labels indexed by whole groups of minibatches; keeps the buffer that
-    `Minibatches.staged()` gathers into."""
+    `Minibatches.sharing_one_buffer()` gathers into."""
 
     def __init__(self, x: Tensor, y: Tensor) -> None:
         self.x, self.y = x, y
@@ -109,7 +109,7 @@ class Minibatches:
     gathering everything.
     """
 
-    def __init__(self, source: TensorPairs, indices: Sequence[Tensor]) -> None:
+    def __init__(self, source: InMemoryDataset, indices: Sequence[Tensor]) -> None:
         self.source, self.indices = source, indices
 
     def __len__(self) -> int:
@@ -119,7 +119,7 @@ class Minibatches:
         for idx in self.indices:
             yield self.source.x[idx], self.source.y[idx]
 
-    def staged(self) -> Iterator[tuple[Tensor, Tensor]]:
+    def sharing_one_buffer(self) -> Iterator[tuple[Tensor, Tensor]]:
         buffer = self.source.staging(max((len(idx) for idx in self.indices), default=0))
         for idx in self.indices:
             x = torch.index_select(self.source.x, 0, idx, out=buffer[: len(idx)])
@@ -132,14 +132,14 @@ class Minibatches:
         x, y = self.source.x.to(device), self.source.y.to(device)
         if x is self.source.x and y is self.source.y:
             return self
-        return Minibatches(TensorPairs(x, y), [idx.to(device) for idx in self.indices])
+        return Minibatches(InMemoryDataset(x, y), [idx.to(device) for idx in self.indices])
 
 
 def tensor_loader(
     x: Tensor,
     y: Tensor,
     batch_size: int,
-    batches_per_fetch: int = 1,
+    minibatches_per_step: int = 1,
     shuffle: bool = False,
     seed: int = 0,
     rank: int = 0,
@@ -147,6 +147,6 @@ def tensor_loader(
 ) -> DataLoader:
     """A DataLoader over in-memory tensors that fetches whole minibatches, never samples."""
     sampler = EpochBatches(
-        len(y), batch_size, batches_per_fetch, shuffle, seed, rank, world_size, x.device
+        len(y), batch_size, minibatches_per_step, shuffle, seed, rank, world_size, x.device
     )
-    return DataLoader(TensorPairs(x, y), batch_size=None, sampler=sampler)
+    return DataLoader(InMemoryDataset(x, y), batch_size=None, sampler=sampler)

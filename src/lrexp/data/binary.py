@@ -135,7 +135,7 @@ class BinaryVisionDataModule(L.LightningDataModule):
         normalize: bool = False,
         download: bool = False,
         seed: int | None = 0,
-        batches_per_fetch: int = 64,
+        minibatches_per_step: int = 64,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)
@@ -268,7 +268,7 @@ class BinaryVisionDataModule(L.LightningDataModule):
             x,
             y.to(device),
             batch_size=batch_size or max(len(y), 1),
-            batches_per_fetch=self.hparams.batches_per_fetch,
+            minibatches_per_step=self.hparams.minibatches_per_step,
             shuffle=shuffle,
             seed=self.seed,
             rank=self.trainer.global_rank if self.trainer else 0,
