@@ -1,13 +1,16 @@
 """`python -m lrexp.baseline [overrides]`: scikit-learn's LogisticRegression next to lrexp's fit.
 
 Both models see exactly what the configured DataModule serves: they fit its train split's
-features and labels and are scored on its val and test splits. lrexp's side is the fit that
-`python -m lrexp.train` runs with the same overrides (tested, like there, with the best
+features and labels and are scored on its val and test splits. Both minimise the same objective:
+scikit-learn gets the model's C (null: no penalty), l1_ratio (with the saga solver, which L1
+needs) and class_weight; sklearn.KEY=VALUE overrides any of its arguments. lrexp's side is the
+fit that `python -m lrexp.train` runs with the same overrides (tested, like there, with the best
 checkpoint). Fit times count the fitting only: the data are read before either clock starts.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -20,20 +23,40 @@ from torch.utils.data import DataLoader
 from lrexp.cli import entry_point, run_as_command
 from lrexp.config import check_config
 from lrexp.errors import LrexpError
-from lrexp.run import print_summary, start_run, write_metrics
-from lrexp.train import build_experiment
+from lrexp.experiment import build_experiment, score_best
+from lrexp.rundir import print_summary, start_run, write_metrics
 
 
-def _sklearn_model(cfg: DictConfig) -> Any:
-    """LogisticRegression(**cfg.sklearn); scikit-learn is the optional `baseline` extra."""
+def sklearn_arguments(cfg: DictConfig) -> dict[str, Any]:
+    """LogisticRegression's arguments for the objective cfg.model states, then cfg.sklearn."""
+    model = cfg.model
+    l1_ratio = model.get("l1_ratio") or 0.0
+    weight = model.get("class_weight")
+    arguments: dict[str, Any] = {
+        "C": math.inf if model.get("C") is None else float(model.C),
+        "l1_ratio": float(l1_ratio),
+        "class_weight": OmegaConf.to_container(weight) if OmegaConf.is_list(weight) else weight,
+    }
+    if l1_ratio:
+        arguments["solver"] = "saga"
+    return arguments | OmegaConf.to_container(cfg.sklearn)
+
+
+def _sklearn_model(arguments: dict[str, Any]) -> Any:
+    """LogisticRegression(**arguments); scikit-learn is the optional `baseline` extra."""
     try:
         from sklearn.linear_model import LogisticRegression
     except ImportError:
         raise LrexpError(
             "python -m lrexp.baseline needs scikit-learn: pip install 'lrexp[baseline]'"
         ) from None
+    weight = arguments.get("class_weight")
+    if isinstance(weight, list):  # lrexp: one weight per label; scikit-learn: a dict
+        arguments = arguments | {"class_weight": dict(enumerate(weight))}
+    if arguments["C"] == math.inf and not arguments.get("l1_ratio"):
+        arguments = {k: v for k, v in arguments.items() if k != "l1_ratio"}
     try:
-        return LogisticRegression(**OmegaConf.to_container(cfg.sklearn))
+        return LogisticRegression(**arguments)
     except TypeError as err:
         raise LrexpError(f"sklearn: {err}") from None
 
@@ -50,14 +73,12 @@ def baseline(cfg: DictConfig) -> dict[str, float]:
     check_config(cfg)
     if cfg.ckpt_path is not None:
         raise LrexpError("ckpt_path: the baseline compares fits from scratch; leave it out")
-    sklearn_model = _sklearn_model(cfg)
     run_dir = Path(cfg.paths.output_dir)
     datamodule, model, trainer = build_experiment(cfg)
+    sklearn_model = _sklearn_model(sklearn_arguments(cfg))
     if trainer.world_size > 1:
         raise LrexpError("the baseline runs in one process: use trainer=cpu or trainer=gpu")
-    datamodule.prepare_data()
-    for stage in ("fit", "test"):
-        datamodule.setup(stage)
+    datamodule.setup("test")
     splits = {
         "train": split_arrays(datamodule.train_dataloader()),
         "val": split_arrays(datamodule.val_dataloader()),
@@ -77,12 +98,8 @@ def baseline(cfg: DictConfig) -> dict[str, float]:
     start = time.perf_counter()
     trainer.fit(model, datamodule=datamodule)
     metrics["lrexp/fit_s"] = time.perf_counter() - start
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    for split, run_split in (("val", trainer.validate), ("test", trainer.test)):
-        run_split(
-            model, datamodule=datamodule, ckpt_path=best or None, verbose=False, weights_only=True
-        )
-        metrics[f"lrexp/{split}/acc"] = trainer.callback_metrics[f"{split}/acc"].item()
+    scores, best = score_best(trainer, model, datamodule)
+    metrics |= {f"lrexp/{k}": v for k, v in scores.items() if "/acc/" not in k}
     for logger in trainer.loggers:
         logger.finalize("success")
 
@@ -94,7 +111,7 @@ def baseline(cfg: DictConfig) -> dict[str, float]:
         {
             "run dir:": str(run_dir),
             "metrics:": str(path),
-            "best checkpoint:": best or "-",
+            "best checkpoint:": best,
             "tensorboard:": f"tensorboard --logdir {run_dir}",
         },
     )

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from lrexp.run import write_atomic
+from lrexp.rundir import write_atomic
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

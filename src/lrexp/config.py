@@ -37,8 +37,9 @@ def check_config(cfg: DictConfig) -> None:
 
     model = cfg.get("model") or {}
     lr = model.get("lr")
-    if lr is not None and (not _is_number(lr) or not lr > 0):
-        raise _fail("model.lr", lr, "a positive number, e.g. model.lr=0.01")
+    if lr is not None and lr != "auto" and (not _is_number(lr) or not lr > 0):
+        raise _fail("model.lr", lr, "a positive number, e.g. model.lr=0.01, or auto")
+    _check_solver(model)
     reduction = model.get("reduction")
     if reduction is not None and reduction not in ("mean", "sum"):
         raise _fail("model.reduction", reduction, "mean or sum")
@@ -51,9 +52,10 @@ def check_config(cfg: DictConfig) -> None:
     batch_size = data.get("batch_size")
     if batch_size is not None and (not _is_int(batch_size) or batch_size < 1):
         raise _fail("data.batch_size", batch_size, "an integer >= 1")
-    per_fetch = data.get("minibatches_per_step")
-    if per_fetch is not None and (not _is_int(per_fetch) or per_fetch < 1):
-        raise _fail("data.minibatches_per_step", per_fetch, "an integer >= 1")
+    for key in ("minibatches_per_step", "batches_per_fetch"):
+        per_step = data.get(key)
+        if per_step is not None and (not _is_int(per_step) or per_step < 1):
+            raise _fail(f"data.{key}", per_step, "an integer >= 1")
     val_fraction = data.get("val_fraction")
     if val_fraction is not None and (not _is_number(val_fraction) or not 0 <= val_fraction < 1):
         raise _fail("data.val_fraction", val_fraction, "a number in [0, 1), e.g. 0.1")
@@ -67,6 +69,59 @@ def check_config(cfg: DictConfig) -> None:
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path is not None and not isinstance(ckpt_path, str):
         raise _fail("ckpt_path", ckpt_path, "the path of a .ckpt file, or last")
+
+
+def _check_solver(model: DictConfig) -> None:
+    """The optimizer, its schedule and the objective (C, l1_ratio, class_weight)."""
+    from lrexp.solvers import OPTIMIZERS, SCHEDULERS
+
+    optimizer = model.get("optimizer", "sgd")
+    if optimizer not in OPTIMIZERS:
+        raise _fail("model.optimizer", optimizer, " or ".join(OPTIMIZERS))
+    scheduler = model.get("scheduler")
+    if scheduler is not None and scheduler not in SCHEDULERS:
+        raise _fail("model.scheduler", scheduler, f"null (constant) or {', '.join(SCHEDULERS)}")
+    C = model.get("C")
+    if C is not None and (not _is_number(C) or not C > 0):
+        raise _fail("model.C", C, "a number > 0 (scikit-learn's C; smaller = stronger), or null")
+    l1_ratio = model.get("l1_ratio", 0.0)
+    if not _is_number(l1_ratio) or not 0 <= l1_ratio <= 1:
+        raise _fail("model.l1_ratio", l1_ratio, "a number in [0, 1] (0: L2, 1: L1)")
+    if l1_ratio and C is None:
+        raise _fail("model.l1_ratio", l1_ratio, "0 unless model.C sets the penalty's strength")
+    weight = model.get("class_weight")
+    if weight is not None and weight != "balanced":
+        if not OmegaConf.is_list(weight) or not all(_is_number(w) and w >= 0 for w in weight):
+            raise _fail(
+                "model.class_weight", weight, "null, balanced, or one number >= 0 per label"
+            )
+    for key in ("max_iter",):
+        value = model.get(key)
+        if value is not None and (not _is_int(value) or value < 1):
+            raise _fail(f"model.{key}", value, "an integer >= 1")
+    tol = model.get("tol")
+    if tol is not None and (not _is_number(tol) or tol < 0):
+        raise _fail("model.tol", tol, "a number >= 0")
+    if optimizer == "lbfgs":
+        cannot = {
+            "l1_ratio": "L1 needs a proximal or orthant-wise solver: use model.optimizer=sgd",
+            "momentum": "L-BFGS has no momentum",
+            "scheduler": "L-BFGS' line search sets each step",
+        }
+        for key, why in cannot.items():
+            if model.get(key):
+                raise _fail(f"model.{key}", model.get(key), f"null or 0 with lbfgs ({why})")
+
+
+def check_class_weight(weight: Any, num_classes: int) -> None:
+    """A list of class weights must give one weight per label of the data."""
+    if OmegaConf.is_list(weight) or isinstance(weight, list):
+        if len(weight) != num_classes:
+            raise _fail(
+                "model.class_weight",
+                list(weight),
+                f"one weight per label: the data has {num_classes} labels",
+            )
 
 
 def build(node: DictConfig, key: str, **kwargs: Any) -> Any:
@@ -93,8 +148,13 @@ def build(node: DictConfig, key: str, **kwargs: Any) -> Any:
 
 
 def build_group(cfg: DictConfig, group: str) -> list[Any]:
-    """Every entry of a dict-valued group (logger, callbacks), built; an empty group gives []."""
-    return [build(node, f"{group}.{key}") for key, node in (cfg.get(group) or {}).items()]
+    """Every entry of a dict-valued group (logger, callbacks), built; an entry may build a list
+    of objects (lrexp.callbacks) or none; an empty group gives []."""
+    built = []
+    for key, node in (cfg.get(group) or {}).items():
+        made = build(node, f"{group}.{key}")
+        built.extend(made if isinstance(made, list) else [made])
+    return built
 
 
 def _check_accelerator(trainer: DictConfig) -> None:

@@ -7,3 +7,7 @@ exception is a bug and keeps its traceback (status 1).
 
 class LrexpError(Exception):
     """An anticipated user error; the message names the key or path and the fix."""
+
+
+class RunInterrupted(Exception):
+    """Ctrl-C during a run; the message says how to resume. Exit status 130, as shells use."""

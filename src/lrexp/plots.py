@@ -1,4 +1,8 @@
-"""The pictures a run leaves in figures/ and TensorBoard; each function returns a Figure."""
+"""The pictures a run leaves in figures/ and TensorBoard; each function returns a Figure.
+
+Figures are made with matplotlib's object-oriented API (matplotlib.figure.Figure), which needs
+no GUI backend and keeps no global figure registry.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +10,10 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from torch import Tensor  # noqa: E402
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from torch import Tensor
 
 if TYPE_CHECKING:
     import lightning as L
@@ -28,7 +27,8 @@ def decision_curve(w: float, b: float, hours: Sequence[float], passed: Sequence[
     """The lecture's result: P(pass | hours) over 0-10 h, the 0.5 line and the data points."""
     x = np.linspace(0, 10, 200)
     p = 1 / (1 + np.exp(-(w * x + b)))
-    figure, ax = plt.subplots(figsize=(6, 4))
+    figure = Figure(figsize=(6, 4))
+    ax = figure.subplots()
     ax.plot(x, p, label=f"sigmoid({w:.3f}·h {b:+.3f})")
     ax.axhline(0.5, color="red", linestyle="--", linewidth=1, label="P = 0.5")
     ax.scatter(hours, passed, color="black", zorder=3, label="data")
@@ -40,16 +40,16 @@ def decision_curve(w: float, b: float, hours: Sequence[float], passed: Sequence[
     return figure
 
 
-def weight_map(weight: Tensor, image_shape: tuple[int, int, int], names: tuple[str, str]) -> Figure:
-    """The weight vector as an image per colour channel: what the model looks at.
+def weight_map(weight: Tensor, image_shape: tuple[int, int, int], names: Sequence[str]) -> Figure:
+    """The binary model's weight vector as an image per colour channel: what the model looks at.
 
     One symmetric colour scale for all channels, zero at its white centre: red pixels push
     towards label 1, blue ones towards label 0.
     """
     channels = weight.detach().cpu().reshape(image_shape).numpy()
     limit = float(np.abs(channels).max()) or 1.0
-    figure, axes = plt.subplots(1, len(channels), figsize=(3.2 * len(channels) + 1, 3.4))
-    axes = np.atleast_1d(axes)
+    figure = Figure(figsize=(3.2 * len(channels) + 1, 3.4))
+    axes = np.atleast_1d(figure.subplots(1, len(channels)))
     for ax, channel, name in zip(axes, channels, CHANNEL_NAMES[len(channels)], strict=True):
         image = ax.imshow(channel, cmap="RdBu_r", vmin=-limit, vmax=limit)
         ax.set_title(name)
@@ -59,74 +59,123 @@ def weight_map(weight: Tensor, image_shape: tuple[int, int, int], names: tuple[s
     return figure
 
 
+def weight_templates(
+    weight: Tensor, image_shape: tuple[int, int, int], names: Sequence[str]
+) -> Figure:
+    """The softmax model's K weight vectors, one image per class, on one scale centred at 0.
+
+    Grey images: red pixels raise the class's logit, blue ones lower it. Colour images (CIFAR-10)
+    are shown as RGB, each channel mapped from [-limit, limit] to [0, 1]: mid-grey is zero.
+    """
+    templates = weight.detach().cpu().reshape(len(weight), *image_shape).numpy()
+    limit = float(np.abs(templates).max()) or 1.0
+    cols = min(len(templates), 5)
+    rows = math.ceil(len(templates) / cols)
+    figure = Figure(figsize=(2.2 * cols + 1, 2.4 * rows + 0.4))
+    axes = np.atleast_2d(figure.subplots(rows, cols, squeeze=False))
+    for ax in axes.flat:
+        ax.set_axis_off()
+    image = None
+    for ax, template, name in zip(axes.flat, templates, names, strict=False):
+        if template.shape[0] == 1:
+            image = ax.imshow(template[0], cmap="RdBu_r", vmin=-limit, vmax=limit)
+        else:
+            ax.imshow(np.clip(0.5 + template.transpose(1, 2, 0) / (2 * limit), 0, 1))
+        ax.set_title(name, fontsize=9)
+    if image is not None:
+        figure.colorbar(image, ax=list(axes.flat), shrink=0.8, label="weight")
+    figure.suptitle(f"weight templates (one colour scale, |w| ≤ {limit:.3g})")
+    return figure
+
+
 def roc_curve(probs: Tensor, labels: Tensor) -> Figure:
     """The test ROC curve with its AUROC (torchmetrics' BinaryROC)."""
     from torchmetrics.classification import BinaryROC
 
     roc = BinaryROC(sync_on_compute=False)  # drawn on rank 0 alone, from the whole test split
-    roc.update(probs, labels.long())
-    figure, ax = roc.plot(score=True)
+    roc.update(probs, labels)
+    figure = Figure(figsize=(5, 5))
+    ax = figure.subplots()
+    roc.plot(score=True, ax=ax)
     ax.set_title("test ROC")
     return figure
 
 
-def confusion_matrix(probs: Tensor, labels: Tensor, names: tuple[str, str]) -> Figure:
-    """Test counts by true and predicted label at P = 0.5 (torchmetrics' BinaryConfusionMatrix)."""
-    from torchmetrics.classification import BinaryConfusionMatrix
+def confusion_matrix(probs: Tensor, labels: Tensor, names: Sequence[str]) -> Figure:
+    """Test counts by true and predicted label (torchmetrics' confusion matrices; two labels:
+    predicted at P = 0.5)."""
+    from torchmetrics.classification import BinaryConfusionMatrix, MulticlassConfusionMatrix
 
-    matrix = BinaryConfusionMatrix(sync_on_compute=False)  # rank 0 alone, whole test split
-    matrix.update(probs, labels.long())
-    figure, ax = matrix.plot(labels=[f"0: {names[0]}", f"1: {names[1]}"])
+    if probs.dim() == 1:
+        matrix = BinaryConfusionMatrix(sync_on_compute=False)  # rank 0 alone, whole test split
+        ticks = [f"0: {names[0]}", f"1: {names[1]}"]
+    else:
+        matrix = MulticlassConfusionMatrix(len(names), sync_on_compute=False)
+        ticks = list(names)
+    matrix.update(probs, labels)
+    size = max(4.5, 0.6 * len(ticks) + 2)
+    figure = Figure(figsize=(size, size))
+    ax = figure.subplots()
+    matrix.plot(ax=ax, labels=ticks)
+    ax.tick_params(axis="x", labelrotation=45 if len(ticks) > 2 else 0)
     ax.set_title("test confusion matrix")
     return figure
 
 
 def confidently_wrong(
-    images: Tensor, labels: Tensor, probs: Tensor, names: tuple[str, str], count: int = 16
+    images: Tensor, labels: Tensor, probs: Tensor, names: Sequence[str], count: int = 16
 ) -> Figure:
-    """The misclassified test images the model was surest about, with their P(label 1)."""
-    wrong = ((probs >= 0.5).float() != labels).nonzero().squeeze(1)
-    worst = wrong[(probs[wrong] - labels[wrong]).abs().argsort(descending=True)][:count]
+    """The misclassified test images the model was surest about, with the true and predicted
+    label names and the predicted one's probability."""
+    if probs.dim() == 1:
+        predicted = (probs >= 0.5).long()
+        confidence = torch.where(predicted == 1, probs, 1 - probs)
+    else:
+        confidence, predicted = probs.max(1)
+    wrong = (predicted != labels).nonzero().squeeze(1)
+    worst = wrong[confidence[wrong].argsort(descending=True)][:count]
     cols = min(max(len(worst), 1), 8)
     rows = max(math.ceil(len(worst) / cols), 1)
-    figure, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.9 * rows + 0.4), squeeze=False)
+    figure = Figure(figsize=(1.7 * cols, 2.0 * rows + 0.4))
+    axes = np.atleast_2d(figure.subplots(rows, cols, squeeze=False))
     for ax in axes.flat:
         ax.set_axis_off()
     for ax, i in zip(axes.flat, worst.tolist(), strict=False):
         image = images[i].permute(1, 2, 0).cpu().numpy()
         ax.imshow(image.squeeze(2) if image.shape[2] == 1 else image, cmap="gray")
-        ax.set_title(f"P(1)={probs[i]:.2f}\nlabel {int(labels[i])}", fontsize=8)
+        title = f"true {names[labels[i]]}\npred {names[predicted[i]]} {confidence[i]:.2f}"
+        ax.set_title(title, fontsize=7)
     if not len(worst):
         axes[0, 0].text(0.5, 0.5, "no test image misclassified", ha="center", va="center")
-    figure.suptitle(
-        f"most confidently wrong test images ({len(wrong)} wrong in all; label 1: {names[1]})"
-    )
+    figure.suptitle(f"most confidently wrong test images ({len(wrong)} wrong in all)")
     return figure
 
 
 def run_figures(model: LogisticRegression, datamodule: L.LightningDataModule) -> dict[str, Figure]:
     """Every picture for a fitted (and tested) model: the decision curve for the toy data; for
-    images the weight map and the test set's ROC, confusion matrix and worst mistakes."""
-    from lrexp.data.toy import ToyDataModule
+    images the weights and the test split's confusion matrix, worst mistakes (and ROC for two
+    labels); whatever else the DataModule draws (e.g. a table's coefficients)."""
+    from lrexp.data.toy import is_toy
 
-    if isinstance(datamodule, ToyDataModule):
+    weight, bias = model.linear.weight.detach(), model.linear.bias.detach()
+    if is_toy(datamodule):
         hours, passed = datamodule.hparams.hours, datamodule.hparams.passed
-        return {"decision_curve": decision_curve(model.weight.item(), model.bias, hours, passed)}
-    images, labels = datamodule.splits["test"]
+        return {"decision_curve": decision_curve(weight.item(), bias.item(), hours, passed)}
+    figures = {}
+    if hasattr(datamodule, "figures"):
+        figures |= datamodule.figures(model)
+    raw, labels = datamodule.splits["test"]
     with torch.no_grad():
-        probs = model(datamodule.preprocess(images.to(model.device))).cpu()
-    names = label_names(datamodule)
-    return {
-        "weights": weight_map(model.weight, datamodule.image_shape, names),
-        "roc": roc_curve(probs, labels),
-        "confusion_matrix": confusion_matrix(probs, labels, names),
-        "confidently_wrong": confidently_wrong(images, labels, probs, names),
-    }
-
-
-def label_names(datamodule: L.LightningDataModule) -> tuple[str, str]:
-    """('names of label 0', 'names of label 1') from the classes the data module selected."""
-    return tuple(  # type: ignore[return-value]
-        "/".join(datamodule.class_names[i] for i in classes)
-        for classes in (datamodule.negative, datamodule.positive)
-    )
+        probs = model(datamodule.preprocess(raw.to(model.device))).cpu()
+    names = list(datamodule.label_names)
+    figures["confusion_matrix"] = confusion_matrix(probs, labels, names)
+    if probs.dim() == 1:
+        figures["roc"] = roc_curve(probs, labels)
+    image_shape = getattr(datamodule, "image_shape", None)
+    if image_shape is not None:
+        if probs.dim() == 1:
+            figures["weights"] = weight_map(weight[0], image_shape, names)
+        else:
+            figures["weights"] = weight_templates(weight, image_shape, names)
+        figures["confidently_wrong"] = confidently_wrong(raw, labels, probs, names)
+    return figures

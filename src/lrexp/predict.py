@@ -1,7 +1,8 @@
-"""`python -m lrexp.predict ckpt_path=PATH inputs=...`: P(label 1) for new inputs.
+"""`python -m lrexp.predict ckpt_path=PATH inputs=...`: class probabilities for new inputs.
 
-Model and preprocessing come from the checkpoint (see lrexp.eval.restore): toy hours are used
-as given, image files get the training run's own resizing, scaling and standardisation.
+Model and preprocessing come from the checkpoint (lrexp.checkpoints.restore): toy hours are used
+as given, image files get the training run's own resizing, scaling and standardisation, table
+rows its encoding.
 """
 
 from __future__ import annotations
@@ -13,44 +14,65 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from lrexp.checkpoints import checkpoint_path, restore
 from lrexp.cli import entry_point, run_as_command
 from lrexp.config import check_config
 from lrexp.errors import LrexpError
-from lrexp.eval import checkpoint_path, restore
-from lrexp.run import print_summary, start_run, write_atomic
+from lrexp.rundir import print_summary, start_run, write_atomic
 
 PREDICTIONS_FILE = "predictions.csv"
-THRESHOLD = 0.5  # P(label 1) from which the predicted label is 1, as in the metrics
+THRESHOLD = 0.5  # P(label 1) from which a binary model predicts label 1, as in the metrics
 
 
-def predict(cfg: DictConfig) -> list[tuple[str, float, int]]:
-    """One row per input: (input, P(label 1), predicted label); printed and in predictions.csv."""
+def predict(cfg: DictConfig) -> list[list[str | float | int]]:
+    """One row per input: the input, each class's probability and the predicted label (binary:
+    0/1; K classes: the class name); printed and written to predictions.csv."""
     run_dir = Path(cfg.paths.output_dir)
     path = checkpoint_path(cfg, "predict")
     check_config(cfg)
     if OmegaConf.is_missing(cfg, "inputs") or cfg.inputs is None:
         raise LrexpError(
-            "inputs is missing: inputs=[4.0,5.5] (toy hours) or inputs=PATH_OR_GLOB (images)"
+            "inputs is missing: inputs=[4.0,5.5] (toy hours), inputs=PATH_OR_GLOB (images) or "
+            "inputs=FILE.csv (table rows)"
         )
     model, datamodule = restore(cfg, path)
     inputs = (
-        OmegaConf.to_container(cfg.inputs) if isinstance(cfg.inputs, ListConfig) else [cfg.inputs]
+        OmegaConf.to_container(cfg.inputs) if isinstance(cfg.inputs, ListConfig) else cfg.inputs
     )
+    if not isinstance(inputs, list | str):
+        inputs = [inputs]  # one toy number
     names, features = datamodule.encode_inputs(inputs)
     with torch.no_grad():
-        probs = model(features).tolist()
-    rows = [(name, p, int(p >= THRESHOLD)) for name, p in zip(names, probs, strict=True)]
+        probs = model(features)
     start_run(run_dir, cfg, continuing=False)
+
+    classes = list(model.hparams.get("class_names") or range(model.hparams.num_classes))
+    if probs.dim() == 1:
+        header = ["input", "p_label_1", "label"]
+        rows = [[n, p, int(p >= THRESHOLD)] for n, p in zip(names, probs.tolist(), strict=True)]
+        shown = [f"{n}\t{p:.6f}\t{label}" for n, p, label in rows]
+        shown_header = "input\tP(label 1)\tlabel"
+    else:
+        header = ["input", *(f"p_{c}" for c in classes), "label"]
+        top = probs.topk(min(2, probs.shape[1]), dim=1)
+        rows = [
+            [n, *p, classes[i[0]]]
+            for n, p, i in zip(names, probs.tolist(), top.indices.tolist(), strict=True)
+        ]
+        shown = [
+            f"{n}\t{classes[i[0]]} ({v[0]:.4f})\t{classes[i[1]]} ({v[1]:.4f})"
+            for n, v, i in zip(names, top.values.tolist(), top.indices.tolist(), strict=True)
+        ]
+        shown_header = "input\tclass (P)\trunner-up (P)"
 
     table = io.StringIO()
     writer = csv.writer(table, lineterminator="\n")
-    writer.writerow(["input", "p_label_1", "label"])
+    writer.writerow(header)
     writer.writerows(rows)
     csv_path = run_dir / PREDICTIONS_FILE
     write_atomic(csv_path, table.getvalue().encode())
-    print("input\tP(label 1)\tlabel")
-    for name, p, label in rows:
-        print(f"{name}\t{p:.6f}\t{label}")
+    print(shown_header)
+    print("\n".join(shown))
     print_summary("lrexp.predict", {}, {"run dir:": str(run_dir), "predictions:": str(csv_path)})
     return rows
 

@@ -69,8 +69,12 @@ class EpochBatches(Sampler[list[Tensor]]):
         for start in range(0, len(batches), self.minibatches_per_step):
             yield list(batches[start : start + self.minibatches_per_step])
 
+    @property
+    def minibatches_per_epoch(self) -> int:
+        return math.ceil(self._num_samples() / self.batch_size)
+
     def __len__(self) -> int:
-        return math.ceil(math.ceil(self._num_samples() / self.batch_size) / self.minibatches_per_step)
+        return math.ceil(self.minibatches_per_epoch / self.minibatches_per_step)
 
 
 class InMemoryDataset(Dataset):
@@ -111,6 +115,11 @@ class Minibatches:
 
     def __init__(self, source: InMemoryDataset, indices: Sequence[Tensor]) -> None:
         self.source, self.indices = source, indices
+
+    @classmethod
+    def of(cls, x: Tensor, y: Tensor) -> Minibatches:
+        """One minibatch of all of (x, y): what a plain (x, y) batch from any loader becomes."""
+        return cls(InMemoryDataset(x, y), [torch.arange(len(y), device=y.device)])
 
     def __len__(self) -> int:
         return len(self.indices)

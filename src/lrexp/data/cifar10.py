@@ -11,12 +11,14 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from lrexp.data.binary import BinaryVisionDataModule
+from lrexp.data.vision import VisionDataModule
 from lrexp.errors import LrexpError
 
 
-class CIFAR10DataModule(BinaryVisionDataModule):
+class CIFAR10DataModule(VisionDataModule):
     """Binary CIFAR-10; the default pair cat vs dog."""
+
+    default_pair = (["cat"], ["dog"])
 
     class_names = (
         "airplane",

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from torch import Tensor
 
-from lrexp.data.binary import missing_files
+from lrexp.data.vision import missing_files
 from lrexp.data.mnist import RAW_FILES, MNISTDataModule
 from lrexp.errors import LrexpError
 
@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 class FashionMNISTDataModule(MNISTDataModule):
     """Binary Fashion-MNIST; the default pair sandal vs sneaker."""
+
+    default_pair = (["sandal"], ["sneaker"])
 
     class_names = (
         "T-shirt/top",

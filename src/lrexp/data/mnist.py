@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from lrexp.data.binary import BinaryVisionDataModule, missing_files
+from lrexp.data.vision import VisionDataModule, missing_files
 from lrexp.errors import LrexpError
 
 RAW_FILES = (
@@ -38,8 +38,10 @@ def check_idx(path: Path, ndim: int, fix: str) -> tuple[int, ...]:
     return shape
 
 
-class MNISTDataModule(BinaryVisionDataModule):
+class MNISTDataModule(VisionDataModule):
     """Binary MNIST; the default pair 3 vs 8 is the classic hard pair for a linear model."""
+
+    default_pair = ([3], [8])
 
     class_names = tuple(str(digit) for digit in range(10))
     image_shape = (1, 28, 28)

@@ -23,6 +23,8 @@ class ToyDataModule(L.LightningDataModule):
     """
 
     in_features = 1
+    num_classes = 2
+    label_names = ("fail", "pass")
 
     def __init__(
         self,
@@ -44,7 +46,17 @@ class ToyDataModule(L.LightningDataModule):
             )
         self.save_hyperparameters(logger=False)
         self.x = torch.tensor(hours, dtype=torch.float32).unsqueeze(1)
-        self.y = torch.tensor(passed, dtype=torch.float32)
+        self.y = torch.tensor(passed, dtype=torch.long)
+        # Validation and test reuse the training points (see the class docstring).
+        self.splits = dict.fromkeys(("train", "val", "test"), (self.x, self.y))
+
+    @property
+    def class_counts(self) -> list[int]:
+        return torch.bincount(self.y, minlength=2).tolist()
+
+    def preprocess(self, hours: Tensor) -> Tensor:
+        """Hours are the feature as they are."""
+        return hours
 
     def _loader(self) -> DataLoader:
         return tensor_loader(self.x, self.y, batch_size=self.hparams.batch_size or len(self.y))
@@ -67,3 +79,8 @@ class ToyDataModule(L.LightningDataModule):
                 f"inputs={inputs!r}: the toy model takes hours, e.g. inputs=[4.0,5.5]"
             ) from None
         return [str(h) for h in hours], torch.tensor(hours).unsqueeze(1)
+
+
+def is_toy(datamodule: object) -> bool:
+    """Whether a run is on the lecture's data (its summary answers the lecture's question)."""
+    return isinstance(datamodule, ToyDataModule)

@@ -1,4 +1,4 @@
-"""lrexp.data.binary: class selection, the split, features and their statistics in checkpoints."""
+"""lrexp.data.vision: class selection, the split, features and their statistics in checkpoints."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch import Tensor
 
-from lrexp.data.binary import (
-    BinaryVisionDataModule,
+from lrexp.data.vision import (
+    VisionDataModule,
     binary_subset,
     resolve_classes,
     select_binary,
@@ -83,7 +83,7 @@ def test_stratified_split_is_seeded_disjoint_and_keeps_each_labels_share() -> No
     assert torch.equal(train, again) and not torch.equal(train, other)
 
 
-class Squares(BinaryVisionDataModule):
+class Squares(VisionDataModule):
     """Eight 2x2 grey images in memory: classes 0/1 alternate, the top-left pixel is constant."""
 
     class_names = ("dark", "light")
@@ -130,11 +130,11 @@ def test_normalize_without_statistics_says_so() -> None:
 
 def test_each_split_logs_its_class_balance_once(caplog: pytest.LogCaptureFixture) -> None:
     dm = squares()
-    with caplog.at_level(logging.INFO, logger="lrexp.data.binary"):
+    with caplog.at_level(logging.INFO, logger="lrexp.data.vision"):
         dm.setup("fit")
         dm.setup("validate")
         dm.setup("test")
-    lines = [r.getMessage() for r in caplog.records if r.name == "lrexp.data.binary"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "lrexp.data.vision"]
     assert lines == [
         "train split: 6 samples, 3 (50.0 %) label 1 (light), 3 label 0 (dark)",
         "val split: 2 samples, 1 (50.0 %) label 1 (light), 1 label 0 (dark)",

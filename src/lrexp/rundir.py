@@ -1,5 +1,5 @@
-"""A run's directory: claimed by one run, and what it leaves there (.hydra/, metrics.json,
-figures/, the closing summary); and the safe loading of the checkpoints it names.
+"""A run's directory: claimed by one run, and what it leaves there (.hydra/, the log,
+metrics.json, figures/, the closing summary).
 
 Every file is written atomically — to a temporary file in the same folder, then renamed — so an
 interrupted run never leaves a half-written file that looks complete; and nothing is written
@@ -11,38 +11,39 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
-import tempfile
+import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from lrexp.checkpoints import CHECKPOINT_DIR
 from lrexp.errors import LrexpError
 
 if TYPE_CHECKING:
+    import lightning as L
     from matplotlib.figure import Figure
-    from torch import nn
 
 METRICS_FILE = "metrics.json"
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
-CHECKPOINT_DIR = "checkpoints"
+RUN_LOG_HANDLER = "lrexp-run-log"
 
 
 def write_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to a new file beside `path`, fsync it and rename it over `path`: the path
+    holds the old or the new bytes, never part of them. The file gets the mode open() gives
+    (0666 less the umask), since the kernel applies the umask to os.open's mode itself."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.partial")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # as open() would; mkstemp gives 0600
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
@@ -57,41 +58,18 @@ def save_figures(run_dir: Path, figures: Mapping[str, Figure], loggers: list[Any
     again by TensorBoard's add_figure)."""
     import io
 
-    import matplotlib.pyplot as plt
+    from matplotlib.image import imread
 
     tensorboards = [lg.experiment for lg in loggers if hasattr(lg.experiment, "add_image")]
     for name, figure in figures.items():
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
-        plt.close(figure)
         write_atomic(run_dir / "figures" / f"{name}.png", buffer.getvalue())
         if tensorboards:
             buffer.seek(0)
-            pixels = plt.imread(buffer, format="png")
+            pixels = imread(buffer, format="png")
             for writer in tensorboards:
                 writer.add_image(f"figures/{name}", pixels, dataformats="HWC")
-
-
-def resolve_ckpt_path(ckpt_path: str | None, run_dir: Path) -> str | None:
-    """`last` → this run dir's checkpoints/last.ckpt; a path must name an existing file."""
-    if ckpt_path is None:
-        return None
-    path = run_dir / CHECKPOINT_DIR / "last.ckpt" if ckpt_path == "last" else Path(ckpt_path)
-    if not path.is_file():
-        hint = (
-            "pass hydra.run.dir=<the run's dir> with ckpt_path=last"
-            if ckpt_path == "last"
-            else "give the path of an existing .ckpt file"
-        )
-        raise LrexpError(f"ckpt_path={ckpt_path}: {path} does not exist; {hint}")
-    return str(path)
-
-
-def continues_run(ckpt_path: str | None, run_dir: Path) -> bool:
-    """Whether this run resumes the run that lives in run_dir (its checkpoint lies there)."""
-    return ckpt_path is not None and (
-        Path(ckpt_path).resolve().parent == (run_dir / CHECKPOINT_DIR).resolve()
-    )
 
 
 def start_run(run_dir: Path, cfg: DictConfig, continuing: bool) -> None:
@@ -137,62 +115,24 @@ def save_run_config(run_dir: Path, cfg: DictConfig) -> None:
 
 
 def _log_to_file(run_dir: Path) -> None:
-    """<job name>.log in the run dir, in the console's format (Hydra's file log, opened late)."""
+    """<job name>.log in the run dir, in the console's format (Hydra's file log, opened late;
+    close_run_log detaches it)."""
     from hydra.core.hydra_config import HydraConfig
 
     root = logging.getLogger()
     handler = logging.FileHandler(run_dir / f"{HydraConfig.get().job.name}.log")
+    handler.set_name(RUN_LOG_HANDLER)
     if root.handlers:
         handler.setFormatter(root.handlers[0].formatter)
     root.addHandler(handler)
 
 
-def load_checkpoint(path: str, key: str = "ckpt_path") -> dict[str, Any]:
-    """A checkpoint's contents, unpickled with weights_only=True: tensors and plain values only,
-    so a crafted file cannot run code. Any file that is not a Lightning checkpoint is an
-    LrexpError naming it."""
-    import pickle
-
-    import torch
-
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
-        raise LrexpError(
-            f"{key}={path} holds pickled objects besides tensors and plain values "
-            f"({found[1] if found else 'not a checkpoint lrexp wrote'}), which lrexp does not "
-            "unpickle (weights_only=True): only load files you trust"
-        ) from None
-    except Exception as err:  # torch raises RuntimeError, EOFError, KeyError, ... for bad bytes
-        detail = str(err).splitlines()[0].split(". ")[0] if str(err) else "no data"
-        raise LrexpError(
-            f"{key}={path} is not a readable checkpoint ({type(err).__name__}: {detail}): "
-            "it may be truncated or corrupt"
-        ) from None
-    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
-        raise LrexpError(f"{key}={path} is not a Lightning checkpoint (no state_dict)")
-    return checkpoint
-
-
-def check_checkpoint_fits(
-    checkpoint: dict[str, Any], model: nn.Module, path: str, key: str = "ckpt_path"
-) -> None:
-    """Stop before training if the checkpoint's tensors do not fit the configured model, e.g. a
-    model trained on 784 features (MNIST) resumed or tested with data=toy (1 feature)."""
-    expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
-    found = {name: tuple(t.shape) for name, t in checkpoint["state_dict"].items()}
-    if found.keys() != expected.keys():
-        raise LrexpError(
-            f"{key}={path} holds parameters {sorted(found)}, but the model needs {sorted(expected)}"
-        )
-    for name, shape in expected.items():
-        if found[name] != shape:
-            raise LrexpError(
-                f"{key}={path} does not fit this config: its {name} has shape {list(found[name])}, "
-                f"the model here needs {list(shape)} (model.in_features comes from the data "
-                "config): pass the data config the checkpoint was trained with"
-            )
+def close_run_log() -> None:
+    """Detach and close the run's log file (after the task, whatever its end)."""
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if h.get_name() == RUN_LOG_HANDLER]:
+        root.removeHandler(handler)
+        handler.close()
 
 
 def print_summary(title: str, metrics: Mapping[str, float], lines: Mapping[str, str]) -> None:
@@ -212,3 +152,43 @@ def print_summary(title: str, metrics: Mapping[str, float], lines: Mapping[str, 
         console.print(table)
     for label, value in lines.items():
         console.print(f"[bold]{label}[/bold] {escape(value)}", soft_wrap=True)
+
+
+def finish(
+    title: str,
+    run_dir: Path,
+    trainer: L.Trainer,
+    model: L.LightningModule,
+    datamodule: L.LightningDataModule,
+    metrics: Mapping[str, float],
+    lines: Mapping[str, str],
+    cfg: DictConfig | None = None,
+) -> Path | None:
+    """What every run leaves (rank 0): figures/ and their TensorBoard images, the config as
+    hyper-parameters (when `cfg` is given; TensorBoard's HPARAMS tab gets the metrics as hp/...),
+    the loggers closed, metrics.json, and the closing summary. Returns metrics.json's path."""
+    from lrexp import plots
+
+    if not trainer.is_global_zero:
+        return None
+    save_figures(run_dir, plots.run_figures(model, datamodule), trainer.loggers)
+    for logger in trainer.loggers:
+        if cfg is not None:
+            params = OmegaConf.to_container(cfg, resolve=True)
+            if hasattr(logger.experiment, "add_figure"):  # TensorBoard: the HPARAMS columns
+                logger.log_hyperparams(params, {f"hp/{k}": v for k, v in metrics.items()})
+            else:
+                logger.log_hyperparams(params)
+        logger.finalize("success")
+    path = write_metrics(run_dir, metrics)
+    print_summary(
+        title,
+        metrics,
+        {
+            **lines,
+            "run dir:": str(run_dir),
+            "metrics:": str(path),
+            "tensorboard:": f"tensorboard --logdir {run_dir}",
+        },
+    )
+    return path

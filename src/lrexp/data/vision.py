@@ -1,4 +1,5 @@
-"""Turn a 10-class torchvision dataset into a flattened binary problem.
+"""Turn a 10-class torchvision dataset into flat features and labels: two labels from class sets
+(data.positive / data.negative) or K classes (data.classes).
 
 Shared by the MNIST, Fashion-MNIST and CIFAR-10 DataModules: class selection by index or name,
 a seeded stratified validation split, optional per-feature standardisation (statistics from the
@@ -37,8 +38,11 @@ def short_name(name: str) -> str:
     return name.split("/")[0].lower().replace(" ", "-")
 
 
-def resolve_classes(spec: ClassSpec, names: Sequence[str], key: str) -> list[int]:
-    """Class indices for a list of indices or names ('T-shirt/top' also answers to 't-shirt')."""
+def resolve_classes(
+    spec: ClassSpec, names: Sequence[str], key: str, keep_order: bool = False
+) -> list[int]:
+    """Class indices for a list of indices or names ('T-shirt/top' also answers to 't-shirt'):
+    sorted and deduplicated, or (`keep_order`) in the given order, a repeat being an error."""
     if spec is None:
         raise LrexpError(f"{key} is null: list at least one class")
     items = [spec] if isinstance(spec, int | str) else list(spec)
@@ -58,8 +62,23 @@ def resolve_classes(spec: ClassSpec, names: Sequence[str], key: str) -> list[int
             if not all(n.isdigit() for n in names):
                 allowed += " or names: " + ", ".join(short_name(n) for n in names)
             raise LrexpError(f"{key} holds unknown class {item!r}: use {allowed}")
+        if keep_order and index in indices:
+            raise LrexpError(f"{key} lists class {item!r} twice: list each class once")
         indices.append(index)
-    return sorted(set(indices))
+    return indices if keep_order else sorted(set(indices))
+
+
+def select_classes(spec: ClassSpec, names: Sequence[str]) -> list[int]:
+    """data.classes: `all`, or at least 3 classes by index or name, in the order given."""
+    if spec == "all":
+        return list(range(len(names)))
+    classes = resolve_classes(spec, names, "data.classes", keep_order=True)
+    if len(classes) < 3:
+        raise LrexpError(
+            f"data.classes lists {len(classes)} class(es): a softmax model needs at least 3 "
+            "(for two, use data.positive and data.negative)"
+        )
+    return classes
 
 
 def select_binary(
@@ -81,20 +100,22 @@ def select_binary(
     return pos, neg
 
 
-def binary_subset(
-    targets: Tensor, positive: list[int], negative: list[int]
-) -> tuple[Tensor, Tensor]:
-    """Indices of the samples in either class set, and their 0/1 labels."""
-    is_pos = torch.isin(targets, torch.tensor(positive))
-    keep = is_pos | torch.isin(targets, torch.tensor(negative))
-    return keep.nonzero().squeeze(1), is_pos[keep].float()
+def label_subset(targets: Tensor, label_classes: Sequence[Sequence[int]]) -> tuple[Tensor, Tensor]:
+    """Indices of the samples whose class is in any label's class set, and their labels (int64:
+    the index of that set). Binary: [negative classes, positive classes]."""
+    label_of = torch.full((int(targets.max()) + 1 if len(targets) else 1,), -1, dtype=torch.long)
+    for label, classes in enumerate(label_classes):
+        label_of[torch.tensor(list(classes), dtype=torch.long)] = label
+    labels = label_of[targets.long()]
+    keep = labels >= 0
+    return keep.nonzero().squeeze(1), labels[keep]
 
 
 def stratified_split(labels: Tensor, val_fraction: float, seed: int) -> tuple[Tensor, Tensor]:
     """(train, val) indices; each label keeps its share in both parts."""
     generator = torch.Generator().manual_seed(seed)
     train, val = [], []
-    for label in (0.0, 1.0):
+    for label in labels.unique(sorted=True).tolist():
         idx = (labels == label).nonzero().squeeze(1)
         idx = idx[torch.randperm(len(idx), generator=generator)]
         n_val = round(val_fraction * len(idx))
@@ -109,17 +130,26 @@ def flat_features(images: Tensor) -> Tensor:
 
 
 @rank_zero_only
-def log_balance(split: str, labels: Tensor, positive: str, negative: str) -> None:
-    n, n_pos = len(labels), int(labels.sum())
-    share = 100 * n_pos / max(n, 1)
-    log.info(
-        f"{split} split: {n} samples, {n_pos} ({share:.1f} %) label 1 ({positive}), "
-        f"{n - n_pos} label 0 ({negative})"
+def log_balance(split: str, labels: Tensor, names: Sequence[str]) -> None:
+    """One line per split: its size and each label's share (it tells what an accuracy is worth)."""
+    n = len(labels)
+    counts = torch.bincount(labels, minlength=len(names)).tolist()
+    shares = ", ".join(
+        f"{c} ({100 * c / max(n, 1):.1f} %) label {i} ({name})"
+        for i, (name, c) in enumerate(zip(names, counts, strict=True))
     )
+    log.info(f"{split} split: {n} samples, {shares}")
 
 
-class BinaryVisionDataModule(L.LightningDataModule):
-    """Base for the image DataModules; a subclass says how to read its torchvision dataset."""
+class VisionDataModule(L.LightningDataModule):
+    """Base for the image DataModules; a subclass says how to read its torchvision dataset.
+
+    Two labels: label 1 is the classes of `positive`, label 0 those of `negative` (null: every
+    other class); with neither, the dataset's `default_pair` (positive, negative). K classes:
+    `classes` (`all` or >= 3 indices/names); label k is the k-th.
+    """
+
+    default_pair: tuple[list[int | str], list[int | str]]
 
     class_names: tuple[str, ...]
     image_shape: tuple[int, int, int]  # (channels, height, width) of one image
@@ -128,18 +158,39 @@ class BinaryVisionDataModule(L.LightningDataModule):
     def __init__(
         self,
         data_dir: str,
-        positive: ClassSpec,
+        positive: ClassSpec = None,
         negative: ClassSpec = None,
+        classes: ClassSpec = None,
         batch_size: int = 64,
         val_fraction: float = 0.1,
         normalize: bool = False,
         download: bool = False,
         seed: int | None = 0,
         minibatches_per_step: int = 64,
+        batches_per_fetch: int | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(logger=False)
-        self.positive, self.negative = select_binary(positive, negative, self.class_names)
+        if batches_per_fetch is not None:  # the key's earlier name
+            minibatches_per_step = batches_per_fetch
+        self.save_hyperparameters(logger=False, ignore="batches_per_fetch")
+        self.hparams.minibatches_per_step = minibatches_per_step
+        if classes is not None:
+            if positive is not None or negative is not None:
+                raise LrexpError(
+                    "data.classes and data.positive/negative are both set: data.classes trains "
+                    "one softmax model over K classes, data.positive/negative a binary one; "
+                    "set data.positive=null data.negative=null, or data.classes=null"
+                )
+            self.label_classes = [[c] for c in select_classes(classes, self.class_names)]
+        else:
+            if positive is None and negative is None:
+                positive, negative = self.default_pair
+            elif positive is None:
+                raise LrexpError(
+                    "data.negative is set but data.positive is null: list the classes of label 1"
+                )
+            positive_, negative_ = select_binary(positive, negative, self.class_names)
+            self.label_classes = [negative_, positive_]
         # seed=null: a fresh random split and order for this run.
         self.seed = seed if seed is not None else int(torch.randint(2**31, ()))
         self.splits: dict[str, tuple[Tensor, Tensor]] = {}
@@ -150,6 +201,21 @@ class BinaryVisionDataModule(L.LightningDataModule):
     def in_features(self) -> int:
         c, h, w = self.image_shape
         return c * h * w
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.label_classes)
+
+    @property
+    def label_names(self) -> list[str]:
+        """Each label's name: its class, or for a set of classes their names joined by '/'."""
+        return ["/".join(short_name(self.class_names[i]) for i in c) for c in self.label_classes]
+
+    @property
+    def class_counts(self) -> list[int]:
+        """Training rows per label (after setup("fit"))."""
+        labels = self.splits["train"][1]
+        return torch.bincount(labels, minlength=self.num_classes).tolist()
 
     # --- what a subclass provides -------------------------------------------------------------
 
@@ -175,7 +241,7 @@ class BinaryVisionDataModule(L.LightningDataModule):
 
     def setup(self, stage: str) -> None:
         if stage in ("fit", "validate") and "train" not in self.splits:
-            x, y = self._binary(train=True)
+            x, y = self._labelled(train=True)
             train_idx, val_idx = stratified_split(y, self.hparams.val_fraction, self.seed)
             self._add_split("train", x[train_idx], y[train_idx])
             self._add_split("val", x[val_idx], y[val_idx])
@@ -186,7 +252,7 @@ class BinaryVisionDataModule(L.LightningDataModule):
                 std = features.std(0)
                 self.feature_std = torch.where(std < 1e-6, torch.ones_like(std), std)
         if stage == "test" and "test" not in self.splits:
-            self._add_split("test", *self._binary(train=False))
+            self._add_split("test", *self._labelled(train=False))
 
     def state_dict(self) -> dict[str, Tensor]:
         """The standardisation statistics travel in the checkpoint, for eval and predict."""
@@ -245,17 +311,13 @@ class BinaryVisionDataModule(L.LightningDataModule):
         return paths, self.preprocess(torch.stack(images))
 
     def _add_split(self, split: str, images: Tensor, labels: Tensor) -> None:
-        """Keep a split and log its class balance (it tells what an accuracy is worth)."""
+        """Keep a split and log its class balance."""
         self.splits[split] = (images, labels)
-        names = [
-            ", ".join(short_name(self.class_names[i]) for i in c)
-            for c in (self.positive, self.negative)
-        ]
-        log_balance(split, labels, *names)
+        log_balance(split, labels, self.label_names)
 
-    def _binary(self, train: bool) -> tuple[Tensor, Tensor]:
+    def _labelled(self, train: bool) -> tuple[Tensor, Tensor]:
         images, targets = self.read_split(train)
-        idx, labels = binary_subset(targets, self.positive, self.negative)
+        idx, labels = label_subset(targets, self.label_classes)
         return images[idx], labels
 
     def _loader(

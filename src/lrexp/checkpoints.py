@@ -1,0 +1,178 @@
+"""Checkpoints: which file a command means, loading it safely, and rebuilding the model and its
+data from it (train's resume and best-checkpoint test, eval, predict, export).
+
+Checkpoints are pickles: lrexp unpickles them with weights_only=True (tensors and plain values
+only), so a crafted file is refused, not run.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pickle
+import re
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from lrexp.config import build
+from lrexp.errors import LrexpError
+
+CHECKPOINT_DIR = "checkpoints"
+# Checkpoint key naming the DataModule class ("lrexp.data.toy.ToyDataModule").
+DATAMODULE_CLASS_KEY = "lrexp_datamodule"
+DATAMODULE_HPARAMS_KEY = L.LightningDataModule.CHECKPOINT_HYPER_PARAMS_KEY
+
+
+def name_datamodule(checkpoint: dict[str, Any], datamodule: L.LightningDataModule | None) -> None:
+    """Record the DataModule's class beside its hyper-parameters (which Lightning stores)."""
+    if datamodule is not None:
+        cls = type(datamodule)
+        checkpoint[DATAMODULE_CLASS_KEY] = f"{cls.__module__}.{cls.__qualname__}"
+
+
+def resolve_ckpt_path(ckpt_path: str | None, run_dir: Path) -> str | None:
+    """`last` → this run dir's checkpoints/last.ckpt; a path must name an existing file."""
+    if ckpt_path is None:
+        return None
+    path = run_dir / CHECKPOINT_DIR / "last.ckpt" if ckpt_path == "last" else Path(ckpt_path)
+    if not path.is_file():
+        hint = (
+            "pass hydra.run.dir=<the run's dir> with ckpt_path=last"
+            if ckpt_path == "last"
+            else "give the path of an existing .ckpt file"
+        )
+        raise LrexpError(f"ckpt_path={ckpt_path}: {path} does not exist; {hint}")
+    return str(path)
+
+
+def continues_run(ckpt_path: str | None, run_dir: Path) -> bool:
+    """Whether this run resumes the run that lives in run_dir (its checkpoint lies there)."""
+    return ckpt_path is not None and (
+        Path(ckpt_path).resolve().parent == (run_dir / CHECKPOINT_DIR).resolve()
+    )
+
+
+def checkpoint_path(cfg: DictConfig, command: str) -> Path:
+    """The existing file that cfg.ckpt_path names (eval, predict, export)."""
+    if OmegaConf.is_missing(cfg, "ckpt_path") or cfg.ckpt_path is None:
+        raise LrexpError(
+            f"ckpt_path is missing: python -m lrexp.{command} "
+            "ckpt_path=outputs/DATE/TIME/checkpoints/last.ckpt"
+        )
+    path = Path(cfg.ckpt_path)
+    if not path.is_file():
+        raise LrexpError(f"ckpt_path={cfg.ckpt_path}: no such file; give the path of a .ckpt file")
+    return path
+
+
+def load_checkpoint(path: str | Path, key: str = "ckpt_path") -> dict[str, Any]:
+    """A checkpoint's contents, unpickled with weights_only=True. Any file that is not a
+    Lightning checkpoint is an LrexpError naming it."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+        raise LrexpError(
+            f"{key}={path} holds pickled objects besides tensors and plain values "
+            f"({found[1] if found else 'not a checkpoint lrexp wrote'}), which lrexp does not "
+            "unpickle (weights_only=True): only load files you trust"
+        ) from None
+    except Exception as err:  # torch raises RuntimeError, EOFError, KeyError, ... for bad bytes
+        detail = str(err).splitlines()[0].split(". ")[0] if str(err) else "no data"
+        raise LrexpError(
+            f"{key}={path} is not a readable checkpoint ({type(err).__name__}: {detail}): "
+            "it may be truncated or corrupt"
+        ) from None
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
+        raise LrexpError(f"{key}={path} is not a Lightning checkpoint (no state_dict)")
+    return checkpoint
+
+
+def check_checkpoint_fits(
+    checkpoint: dict[str, Any], model: nn.Module, path: str | Path, key: str = "ckpt_path"
+) -> None:
+    """Stop before training if the checkpoint's tensors do not fit the configured model, e.g. a
+    model trained on 784 features (MNIST) resumed or tested with data=toy (1 feature)."""
+    expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
+    found = {name: tuple(t.shape) for name, t in checkpoint["state_dict"].items()}
+    if found.keys() != expected.keys():
+        raise LrexpError(
+            f"{key}={path} holds parameters {sorted(found)}, but the model needs {sorted(expected)}"
+        )
+    for name, shape in expected.items():
+        if found[name] != shape:
+            raise LrexpError(
+                f"{key}={path} does not fit this config: its {name} has shape {list(found[name])}, "
+                f"the model here needs {list(shape)} (features and classes come from the data "
+                "config): pass the data config the checkpoint was trained with"
+            )
+
+
+def restore(cfg: DictConfig, path: Path) -> tuple[L.LightningModule, L.LightningDataModule]:
+    """The checkpoint's model, and its DataModule (or cfg.data's, when `data=NAME` was given),
+    with the training run's preprocessing state."""
+    from lrexp.model import LogisticRegression
+
+    checkpoint = load_checkpoint(path)
+    try:
+        model = LogisticRegression(**checkpoint["hyper_parameters"])
+        model.load_state_dict(checkpoint["state_dict"])
+    except (KeyError, TypeError, RuntimeError) as err:
+        raise LrexpError(f"ckpt_path={path} is not an lrexp checkpoint ({err!r})") from None
+    model.eval()
+    saved = checkpoint.get(DATAMODULE_HPARAMS_KEY, {})
+    given = cfg.get("data") is not None
+    datamodule = build(cfg.data, "data") if given else _datamodule_class(checkpoint, path)(**saved)
+    if state := checkpoint.get(type(datamodule).__qualname__):
+        datamodule.load_state_dict(state)
+    if given:
+        _check_compatible(datamodule, model, saved, path)
+    return model, datamodule
+
+
+def _datamodule_class(checkpoint: dict[str, Any], path: Path) -> type[L.LightningDataModule]:
+    """The run's DataModule class; only lrexp's own are imported, whatever the file says."""
+    name = checkpoint.get(DATAMODULE_CLASS_KEY)
+    module, _, qualname = (name or "").rpartition(".")
+    if not module.startswith("lrexp.data."):
+        raise LrexpError(
+            f"ckpt_path={path} does not name lrexp data ({name!r}): choose them with data=NAME"
+        )
+    try:
+        cls = getattr(importlib.import_module(module), qualname, None)
+    except ImportError:
+        cls = None
+    if not (isinstance(cls, type) and issubclass(cls, L.LightningDataModule)):
+        raise LrexpError(
+            f"ckpt_path={path} names unknown data {name!r}: choose them with data=NAME"
+        )
+    return cls
+
+
+def _check_compatible(
+    datamodule: L.LightningDataModule, model: L.LightningModule, saved: dict, path: Path
+) -> None:
+    """Given data must give the model's features and classes, preprocessed as in training."""
+    hp = model.hparams
+    if datamodule.in_features != hp.in_features:
+        raise LrexpError(
+            f"ckpt_path={path} takes {hp.in_features} features but this data config "
+            f"gives {datamodule.in_features}: choose the data it was trained on, or leave data= out"
+        )
+    trained = list(hp.get("class_names") or [])
+    given = list(datamodule.label_names)
+    if trained and given != trained:
+        raise LrexpError(
+            f"data.classes: ckpt_path={path} was trained on classes {trained}, this data config "
+            f"gives {given}: choose the same classes, or leave data= out"
+        )
+    normalize = datamodule.hparams.get("normalize")
+    if normalize != saved.get("normalize"):
+        raise LrexpError(
+            f"data.normalize={normalize} but ckpt_path={path} was trained with "
+            f"data.normalize={saved.get('normalize')}: set it the same"
+        )

@@ -1,0 +1,263 @@
+"""How LogisticRegression's parameters are fitted: the optimizer and its schedule, the steps of
+one Lightning training step, the L1 proximal step, and the convergence report.
+
+- sgd / adam: one optimizer step per minibatch. A Lightning step gets a group of minibatches
+  (lrexp.data.batches), so Lightning's per-step bookkeeping is paid once per group; the updates
+  are exactly those of one minibatch per Lightning step.
+- lbfgs: once per epoch, `max_iter` iterations of full-batch L-BFGS with a strong-Wolfe line
+  search on the whole training split; the run stops once the objective's largest gradient
+  entry is <= `tol` (scipy's pgtol, which scikit-learn's lbfgs `tol` sets).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor
+
+from lrexp.errors import LrexpError
+from lrexp.lightning_fast import plain_step, step_hooks_idle
+
+if TYPE_CHECKING:
+    from lrexp.data.batches import Minibatches
+    from lrexp.model import LogisticRegression
+
+OPTIMIZERS = ("sgd", "adam", "lbfgs")
+SCHEDULERS = ("cosine", "linear", "plateau")  # or null: a constant learning rate
+# Learning rate when model.lr=auto: Adam's usual default; L-BFGS' unit first step (its line
+# search scales it); for SGD see sgd_auto_lr.
+AUTO_LR = {"adam": 1e-3, "lbfgs": 1.0}
+
+
+def class_weights(
+    spec: str | Sequence[float] | None, counts: Sequence[int] | None, num_classes: int
+) -> Tensor | None:
+    """One weight per label: null → none; balanced → n / (K · rows of the label), as
+    scikit-learn's class_weight='balanced'; or the list as given."""
+    if spec is None:
+        return None
+    if spec == "balanced":
+        if counts is None or 0 in counts:
+            raise LrexpError(
+                f"model.class_weight=balanced needs rows of every label in the training split "
+                f"(rows per label: {list(counts or [])})"
+            )
+        total = sum(counts)
+        return torch.tensor([total / (num_classes * c) for c in counts])
+    return torch.tensor([float(w) for w in spec])
+
+
+def resolve_lr(lr: float | str, optimizer: str, train_x: Tensor) -> float:
+    """model.lr, with `auto` replaced by the optimizer's own choice."""
+    if lr != "auto":
+        return float(lr)
+    return AUTO_LR[optimizer] if optimizer in AUTO_LR else sgd_auto_lr(train_x)
+
+
+def sgd_auto_lr(x: Tensor) -> float:
+    """SGD's step for model.lr=auto: 1 / mean‖x‖² over the training rows.
+
+    One SGD step on a row moves its logit by lr·‖x‖²·(p − y), so this step moves an average
+    row's logit by at most one unit: a scale-free choice that makes the same recipe fit 3 or
+    3072 features, pixels or standardised columns. The decaying schedule then takes it to 0.
+    """
+    return 1.0 / max(x.float().pow(2).sum(1).mean().item(), 1e-12)
+
+
+def configure(model: LogisticRegression) -> dict[str, Any]:
+    hp = model.hparams
+    params = model.parameters()
+    lr = hp.lr
+    if hp.optimizer == "sgd":
+        optimizer = torch.optim.SGD(
+            params, lr=lr, momentum=hp.momentum, weight_decay=hp.weight_decay
+        )
+    elif hp.optimizer == "adam":
+        optimizer = torch.optim.Adam(params, lr=lr, weight_decay=hp.weight_decay)
+    else:
+        optimizer = torch.optim.LBFGS(
+            params,
+            lr=lr,
+            max_iter=hp.max_iter,
+            tolerance_grad=hp.tol,
+            tolerance_change=0.0,  # stop on the gradient (or max_iter), as scikit-learn does
+            history_size=10,
+            line_search_fn="strong_wolfe",
+        )
+    if hp.scheduler is None:
+        return {"optimizer": optimizer}
+    if hp.scheduler == "plateau":
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.1, patience=1)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler}}
+    decay = _cosine if hp.scheduler == "cosine" else _linear
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: decay(min(step / model.total_steps, 1.0))
+    )
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def _linear(progress: float) -> float:
+    return 1.0 - progress
+
+
+def _cosine(progress: float) -> float:
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def on_train_start(model: LogisticRegression) -> None:
+    trainer = model.trainer
+    model.plain_steps = model.fast and step_hooks_idle(trainer)
+    loader = trainer.train_dataloader
+    per_epoch = getattr(getattr(loader, "sampler", None), "minibatches_per_epoch", None)
+    model.total_steps = max(trainer.max_epochs * (per_epoch or len(loader)), 1)
+
+
+def minibatch_steps(model: LogisticRegression, group: Minibatches) -> None:
+    """One SGD/Adam step per minibatch of the group, then the epoch metrics' update."""
+    optimizer = model.optimizers()
+    scheduler = model.lr_schedulers() if model.hparams.scheduler in ("cosine", "linear") else None
+    all_probs, all_targets, losses = [], [], []
+    for x, y in group.sharing_one_buffer():  # x: valid until the next minibatch is drawn
+        logits = model.logits(x)
+        loss = model.loss(logits, y)
+        penalty = model.penalty(len(y))
+        objective = loss if isinstance(penalty, float) else loss + penalty
+        if model.plain_steps:
+            plain_step(optimizer, objective)
+        else:
+            optimizer.zero_grad()
+            model.manual_backward(objective)
+            optimizer.step()
+        l1_prox(model, optimizer.optimizer, len(y))
+        if scheduler is not None:
+            scheduler.step()
+        all_probs.append(model.probs(logits.detach()))
+        all_targets.append(y)
+        losses.append(loss.detach())
+    losses = torch.stack(losses)
+    _check_finite(model, losses)
+    # Only the epoch's last minibatch can be short; made on the device, these weights cost
+    # no host-to-device copy.
+    sizes = torch.full_like(losses, len(all_targets[0]))
+    sizes[-1] = len(all_targets[-1])
+    if train_scores_due(model):
+        model.metrics.update("train", torch.cat(all_probs), torch.cat(all_targets), losses, sizes)
+    else:
+        model.metrics.update_loss("train", losses, sizes)
+
+
+def full_batch_step(model: LogisticRegression, group: Minibatches) -> None:
+    """`max_iter` L-BFGS iterations on the whole training split (the rows the group's loader
+    holds), once per epoch: the epoch's other groups are skipped (on_train_batch_start)."""
+    x, y = group.source.x, group.source.y
+    optimizer = model.optimizers()
+
+    def closure() -> Tensor:
+        optimizer.zero_grad()
+        objective = model.objective(x, y)
+        model.manual_backward(objective)
+        return objective
+
+    optimizer.step(closure=closure)
+    with torch.no_grad():
+        logits = model.logits(x)
+        loss = model.loss(logits, y).reshape(1)
+    _check_finite(model, loss)
+    sizes = torch.full_like(loss, len(y))
+    if train_scores_due(model):
+        model.metrics.update("train", model.probs(logits), y, loss, sizes)
+    else:
+        model.metrics.update_loss("train", loss, sizes)
+    model.solver_report = objective_report(model, x, y)
+    if model.solver_report["train/grad_norm"] <= model.hparams.tol:
+        model.trainer.should_stop = True  # converged: the checkpoints still save this epoch
+
+
+def epoch_report(model: LogisticRegression) -> dict[str, float]:
+    """What the epoch's training values add: L-BFGS' objective and gradient norm."""
+    report = getattr(model, "solver_report", None) or {}
+    model.solver_report = None
+    return report
+
+
+def l1_prox(model: LogisticRegression, optimizer: torch.optim.Optimizer, rows: int) -> None:
+    """The L1 part of the regulariser as a proximal (soft-threshold) step after the update:
+    weights whose magnitude falls under the step's threshold become exact zeros. For Adam the
+    step is per coordinate, as Adam scales it (lr / (sqrt(v̂) + eps))."""
+    hp = model.hparams
+    if hp.C is None or not hp.l1_ratio:
+        return
+    weight = model.linear.weight
+    share = rows / model.train_rows if hp.reduction == "sum" else 1 / model.train_rows
+    strength = hp.l1_ratio * share / hp.C
+    group = optimizer.param_groups[0]
+    step: Tensor | float = group["lr"]
+    if hp.optimizer == "adam":
+        state = optimizer.state[weight]
+        beta2 = group["betas"][1]
+        v_hat = state["exp_avg_sq"] / (1 - beta2 ** float(state["step"]))
+        step = group["lr"] / (v_hat.sqrt() + group["eps"])
+    with torch.no_grad():
+        weight.copy_(weight.sign() * (weight.abs() - step * strength).clamp_min(0))
+
+
+def objective_report(model: LogisticRegression, x: Tensor, y: Tensor) -> dict[str, float]:
+    """The full regularised objective on (x, y) — the whole training split — and the largest
+    entry of its (minimum-norm sub)gradient: 0 at the optimum."""
+    hp = model.hparams
+    with torch.enable_grad():
+        objective = model.objective(x, y)
+        params = [model.linear.weight, model.linear.bias]
+        grad_w, grad_b = torch.autograd.grad(objective, params)
+    weight = model.linear.weight.detach()
+    if hp.C is not None and hp.l1_ratio:
+        rows = len(y) if hp.reduction == "sum" else 1
+        strength = hp.l1_ratio * rows / (model.train_rows * hp.C)
+        objective = objective + strength * weight.abs().sum()
+        grad_w = torch.where(
+            weight != 0,
+            grad_w + strength * weight.sign(),
+            (grad_w.abs() - strength).clamp_min(0),
+        )
+    grad_norm = torch.cat([grad_w.flatten(), grad_b.flatten()]).abs().max()
+    values = torch.stack([objective.detach(), grad_norm]).tolist()
+    return {"train/objective": values[0], "train/grad_norm": values[1]}
+
+
+def training_rows(model: LogisticRegression) -> tuple[Tensor, Tensor] | None:
+    """The training split's features and labels as the train loader holds them (this device)."""
+    dataset = getattr(model.trainer.train_dataloader, "dataset", None)
+    x, y = getattr(dataset, "x", None), getattr(dataset, "y", None)
+    return (x, y) if x is not None and y is not None else None
+
+
+def after_validation(model: LogisticRegression, values: dict[str, float]) -> None:
+    """Reduce-on-plateau steps on each validation's val/loss."""
+    if model.hparams.scheduler == "plateau":
+        model.lr_schedulers().step(values["val/loss"])
+
+
+def train_scores_due(model: LogisticRegression) -> bool:
+    """Whether this epoch computes train/acc, auroc, f1 and ece: on the epochs that validate
+    (so train and val curves share their points) and the last; train/loss every epoch."""
+    trainer = model.trainer
+    every = trainer.check_val_every_n_epoch or 1
+    epoch = model.current_epoch + 1
+    return epoch % every == 0 or epoch == trainer.max_epochs
+
+
+def _check_finite(model: LogisticRegression, losses: Tensor) -> None:
+    """Stop as soon as the loss or the updated weights are inf/NaN — before a checkpoint could
+    store them, so the last checkpoint on disk stays a finite one."""
+    weights = torch.cat([p.detach().flatten() for p in model.linear.parameters()])
+    if torch.isfinite(torch.cat([losses.to(weights.dtype), weights])).all():
+        return
+    lr = model.hparams.lr
+    raise LrexpError(
+        f"training diverged in epoch {model.current_epoch}: the training loss (max "
+        f"{losses.max().item():.3g}) or the weights became inf/nan. Lower model.lr "
+        f"(now {lr:g}, e.g. model.lr={lr / 10:g}); checkpoints/ keeps the last finite one"
+    )
