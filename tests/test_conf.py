@@ -15,6 +15,8 @@ from lightning.pytorch.callbacks import Timer
 from omegaconf import DictConfig, OmegaConf
 
 from lrexp.cli import CONFIG_DIR
+from lrexp.config import build_group
+from lrexp.experiment import build_trainer
 
 GROUPS = ("data", "model", "trainer", "logger", "callbacks", "experiment", "hparams_search")
 
@@ -55,7 +57,9 @@ def test_groups_hold_the_interface_options() -> None:
 def test_default_is_the_lecture(tmp_path: Path) -> None:
     cfg = compose_train([], tmp_path)
     assert cfg.data._target_ == "lrexp.data.toy.ToyDataModule"
-    assert (cfg.model.in_features, cfg.model.lr, cfg.model.reduction) == (1, 0.01, "sum")
+    model = cfg.model
+    assert (model.optimizer, model.lr, model.reduction, model.scheduler) == ("sgd", 0.01, "sum", None)
+    assert (model.C, model.l1_ratio, model.class_weight) == (None, 0.0, None)
     assert cfg.trainer.max_epochs == 1000
     assert cfg.trainer.accelerator == "cpu"
 
@@ -67,11 +71,25 @@ def test_lecture06_matches_the_default_toy_run(tmp_path: Path) -> None:
         assert OmegaConf.to_container(default[key]) == OmegaConf.to_container(lecture[key])
 
 
-@pytest.mark.parametrize("data", ["toy", "mnist", "fashion_mnist", "cifar10"])
-def test_model_width_follows_the_data(data: str, tmp_path: Path) -> None:
-    cfg = compose_train([f"data={data}"], tmp_path)
-    model = instantiate(cfg.model)
-    assert model.linear.in_features == {"toy": 1, "cifar10": 3072}.get(data, 784)
+@pytest.mark.parametrize(
+    ("data", "classes", "width", "outputs"),
+    [("toy", None, 1, 1), ("mnist", None, 784, 1), ("cifar10", None, 3072, 1), ("mnist", "all", 784, 10)],
+)
+def test_model_width_and_classes_follow_the_data(
+    data: str, classes: str | None, width: int, outputs: int, tmp_path: Path, request
+) -> None:
+    """in_features, num_classes and the training rows per label reach the model from the data."""
+    from lrexp.experiment import build_experiment
+
+    root = request.getfixturevalue("cifar_root" if data == "cifar10" else "mnist_root")
+    extra = [f"paths.data_dir={root}", f"data.classes={classes or 'null'}"] if data != "toy" else []
+    cfg = compose_train([f"data={data}", *extra], tmp_path)
+    cfg.paths.data_dir = str(root)
+    datamodule, model, _ = build_experiment(cfg)
+    assert (model.linear.in_features, model.linear.out_features) == (width, outputs)
+    assert model.hparams.class_counts == datamodule.class_counts
+    assert sum(model.hparams.class_counts) == len(datamodule.splits["train"][1])
+    assert model.hparams.class_names == datamodule.label_names
 
 
 @pytest.mark.parametrize("data", ["toy", "mnist", "fashion_mnist", "cifar10"])
@@ -83,8 +101,8 @@ def test_validation_and_checkpoints_share_the_datas_cadence(data: str, tmp_path:
         (["trainer.check_val_every_n_epoch=2"], 2),
     ):
         cfg = compose_train([f"data={data}", *overrides], tmp_path)
-        trainer = instantiate(cfg.trainer, logger=False)
-        checkpoint = instantiate(cfg.callbacks.model_checkpoint)
+        trainer, _ = build_trainer(cfg)
+        (checkpoint,) = instantiate(cfg.callbacks.model_checkpoint)
         assert trainer.check_val_every_n_epoch == checkpoint._every_n_epochs == every
         assert trainer.max_epochs % every == 0  # the last epoch validates and saves the best
 
@@ -103,10 +121,10 @@ def test_loggers_instantiate(logger: str, tmp_path: Path) -> None:
 @pytest.mark.parametrize("callbacks", options("callbacks"))
 def test_callbacks_instantiate(callbacks: str, tmp_path: Path) -> None:
     cfg = compose_train([f"callbacks={callbacks}"], tmp_path)
-    made = [instantiate(c) for c in (cfg.callbacks or {}).values()]
+    made = build_group(cfg, "callbacks")
     if callbacks == "default":
-        checkpoint, bar = made
-        assert (type(bar).__name__, bar.refresh_rate) == ("ProgressBar", 10)
+        checkpoint, bar = made  # early stopping is off by default
+        assert (type(bar).__name__, bar.refresh_rate) == ("FastProgressBar", 10)
         assert (checkpoint.monitor, checkpoint.save_top_k, checkpoint.save_last) == (
             "val/loss",
             1,
@@ -119,19 +137,28 @@ def test_callbacks_instantiate(callbacks: str, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("enabled", [True, False])
 def test_enable_progress_bar_switches_the_configured_bar(enabled: bool, tmp_path: Path) -> None:
-    from lrexp.callbacks import ProgressBar
-    from lrexp.train import build_experiment
+    from lrexp.lightning_fast import FastProgressBar
 
     cfg = compose_train([f"trainer.enable_progress_bar={enabled}"], tmp_path)
-    _, _, trainer = build_experiment(cfg)
+    trainer, _ = build_trainer(cfg)
     bar = trainer.progress_bar_callback
-    assert type(bar) is ProgressBar if enabled else bar is None
+    assert type(bar) is FastProgressBar if enabled else bar is None
+
+
+def test_early_stopping_is_a_callbacks_option(tmp_path: Path) -> None:
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    cfg = compose_train(
+        ["callbacks.early_stopping.enabled=true", "callbacks.early_stopping.patience=2"], tmp_path
+    )
+    (stopper,) = [c for c in build_group(cfg, "callbacks") if isinstance(c, EarlyStopping)]
+    assert (stopper.monitor, stopper.patience, stopper.mode) == ("val/loss", 2, "min")
 
 
 @pytest.mark.parametrize("trainer", ["cpu", "ddp_cpu"])
 def test_cpu_trainers_instantiate(trainer: str, tmp_path: Path) -> None:
     cfg = compose_train([f"trainer={trainer}"], tmp_path)
-    made = instantiate(cfg.trainer, logger=False)
+    made, _ = build_trainer(cfg)
     assert made.num_devices == (2 if trainer == "ddp_cpu" else 1)
     assert type(made.strategy).__name__ == (
         "DDPStrategy" if trainer == "ddp_cpu" else "SingleDeviceStrategy"
@@ -178,6 +205,6 @@ def test_trainer_arguments_reach_lightning(
 ) -> None:
     cfg = compose_train([override], tmp_path)
     try:
-        assert read(instantiate(cfg.trainer, logger=False)) == expected
+        assert read(build_trainer(cfg)[0]) == expected
     finally:
         torch.use_deterministic_algorithms(False)

@@ -28,7 +28,7 @@ def test_test_metrics_equal_scikit_learns() -> None:
     """The model's own metric path (test_step → epoch end) on 40 fixed points in 3 batches."""
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(40, 2, generator=generator)
-    y = (x[:, 0] + 0.8 * torch.randn(40, generator=generator) > 0).float()
+    y = (x[:, 0] + 0.8 * torch.randn(40, generator=generator) > 0).long()
     model = LogisticRegression(in_features=2)
     with torch.no_grad():
         model.linear.weight.copy_(torch.tensor([[1.5, -0.5]]))

@@ -11,7 +11,7 @@ import torch
 from omegaconf import OmegaConf
 from PIL import Image
 
-from lrexp.eval import restore
+from lrexp.checkpoints import restore
 from lrexp.predict import main
 from tests.conftest import run_entry
 

@@ -14,7 +14,8 @@ import pytest
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from lrexp.errors import LrexpError
-from lrexp.run import continues_run, start_run, write_atomic
+from lrexp.checkpoints import continues_run
+from lrexp.rundir import start_run, write_atomic
 from tests.test_conf import compose_train
 
 

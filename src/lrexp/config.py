@@ -106,7 +106,6 @@ def _check_solver(model: DictConfig) -> None:
         cannot = {
             "l1_ratio": "L1 needs a proximal or orthant-wise solver: use model.optimizer=sgd",
             "momentum": "L-BFGS has no momentum",
-            "scheduler": "L-BFGS' line search sets each step",
         }
         for key, why in cannot.items():
             if model.get(key):

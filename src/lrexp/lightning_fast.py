@@ -36,9 +36,9 @@ TESTED_LIGHTNING = (Version("2.6.1"), Version("2.7"))  # [floor, ceiling)
 STEP_HOOKS = ("on_before_backward", "on_after_backward", "on_before_optimizer_step")
 
 
-def lightning_in_tested_window(version: str = L.__version__) -> bool:
+def lightning_in_tested_window(version: str | None = None) -> bool:
     floor, ceiling = TESTED_LIGHTNING
-    return floor <= Version(version) < ceiling
+    return floor <= Version(version or L.__version__) < ceiling
 
 
 def fast_path(requested: bool) -> bool:

@@ -56,11 +56,17 @@ class LogisticRegression(L.LightningModule):
             if seed is not None:
                 torch.manual_seed(seed)
             self.linear = nn.Linear(in_features, 1 if num_classes == 2 else num_classes)
+        if C is not None and l1_ratio:  # the cumulative L1 penalty of lrexp.solvers.l1_prox
+            self.register_buffer("l1_total", torch.zeros(()))
+            self.register_buffer("l1_received", torch.zeros_like(self.linear.weight))
         weights = solvers.class_weights(class_weight, class_counts, num_classes)
         self.register_buffer("class_weights", weights, persistent=False)
         self.train_rows = sum(class_counts) if class_counts else None
         self.metrics = EpochMetrics(num_classes, class_names)
         self.fast = True  # lrexp.lightning_fast's pieces; the experiment builder sets it per run
+        # Set per fit by lrexp.solvers: torch's own step calls allowed, SGD steps in the run,
+        # L-BFGS' convergence report of the epoch.
+        self.plain_steps, self.total_steps, self.solver_report = False, 1, None
 
     def logits(self, x: Tensor) -> Tensor:
         logits = self.linear(x.to(self.linear.weight.dtype))

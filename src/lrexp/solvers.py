@@ -11,6 +11,7 @@ one Lightning training step, the L1 proximal step, and the convergence report.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -24,6 +25,8 @@ from lrexp.lightning_fast import plain_step, step_hooks_idle
 if TYPE_CHECKING:
     from lrexp.data.batches import Minibatches
     from lrexp.model import LogisticRegression
+
+log = logging.getLogger(__name__)
 
 OPTIMIZERS = ("sgd", "adam", "lbfgs")
 SCHEDULERS = ("cosine", "linear", "plateau")  # or null: a constant learning rate
@@ -87,7 +90,9 @@ def configure(model: LogisticRegression) -> dict[str, Any]:
             history_size=10,
             line_search_fn="strong_wolfe",
         )
-    if hp.scheduler is None:
+    if hp.scheduler is None or hp.optimizer == "lbfgs":
+        if hp.scheduler is not None:
+            log.info(f"model.scheduler={hp.scheduler} is not used by lbfgs: its line search sets each step")
         return {"optimizer": optimizer}
     if hp.scheduler == "plateau":
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.1, patience=1)
@@ -171,9 +176,9 @@ def full_batch_step(model: LogisticRegression, group: Minibatches) -> None:
         model.metrics.update("train", model.probs(logits), y, loss, sizes)
     else:
         model.metrics.update_loss("train", loss, sizes)
+    # Once converged, later epochs cost one objective evaluation each: torch's L-BFGS returns
+    # at once when the gradient is within tolerance_grad (tol).
     model.solver_report = objective_report(model, x, y)
-    if model.solver_report["train/grad_norm"] <= model.hparams.tol:
-        model.trainer.should_stop = True  # converged: the checkpoints still save this epoch
 
 
 def epoch_report(model: LogisticRegression) -> dict[str, float]:
@@ -184,9 +189,15 @@ def epoch_report(model: LogisticRegression) -> dict[str, float]:
 
 
 def l1_prox(model: LogisticRegression, optimizer: torch.optim.Optimizer, rows: int) -> None:
-    """The L1 part of the regulariser as a proximal (soft-threshold) step after the update:
-    weights whose magnitude falls under the step's threshold become exact zeros. For Adam the
-    step is per coordinate, as Adam scales it (lr / (sqrt(v̂) + eps))."""
+    """The L1 part of the regulariser as a proximal (soft-threshold) step after each update, so
+    that weights become exact zeros.
+
+    SGD uses the cumulative penalty of Tsuruoka et al. (2009): each weight is clipped at zero by
+    the L1 penalty accumulated over all steps so far (`l1_total`) less what it already received
+    (`l1_received`). Plain per-step thresholds let minibatch noise keep small weights off zero
+    once the step size has decayed; the cumulative one does not. For Adam the threshold is per
+    coordinate, as Adam scales the step (lr / (sqrt(v̂) + eps)).
+    """
     hp = model.hparams
     if hp.C is None or not hp.l1_ratio:
         return
@@ -194,14 +205,26 @@ def l1_prox(model: LogisticRegression, optimizer: torch.optim.Optimizer, rows: i
     share = rows / model.train_rows if hp.reduction == "sum" else 1 / model.train_rows
     strength = hp.l1_ratio * share / hp.C
     group = optimizer.param_groups[0]
-    step: Tensor | float = group["lr"]
-    if hp.optimizer == "adam":
-        state = optimizer.state[weight]
-        beta2 = group["betas"][1]
-        v_hat = state["exp_avg_sq"] / (1 - beta2 ** float(state["step"]))
-        step = group["lr"] / (v_hat.sqrt() + group["eps"])
     with torch.no_grad():
-        weight.copy_(weight.sign() * (weight.abs() - step * strength).clamp_min(0))
+        if hp.optimizer == "adam":
+            state = optimizer.state[weight]
+            v_hat = state["exp_avg_sq"] / (1 - group["betas"][1] ** float(state["step"]))
+            step = group["lr"] / (v_hat.sqrt() + group["eps"])
+            weight.copy_(weight.sign() * (weight.abs() - step * strength).clamp_min(0))
+            return
+        model.l1_total += group["lr"] * strength
+        before = weight.clone()
+        positive, negative = weight > 0, weight < 0
+        weight.copy_(
+            torch.where(
+                positive,
+                (weight - (model.l1_total + model.l1_received)).clamp_min(0),
+                torch.where(
+                    negative, (weight + (model.l1_total - model.l1_received)).clamp_max(0), weight
+                ),
+            )
+        )
+        model.l1_received += weight - before
 
 
 def objective_report(model: LogisticRegression, x: Tensor, y: Tensor) -> dict[str, float]:

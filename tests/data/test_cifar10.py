@@ -20,7 +20,7 @@ def test_reads_cat_vs_dog_as_3072_features_in_torchvisions_order(cifar_root: Pat
     dm = CIFAR10DataModule(str(cifar_root), positive=["cat"], negative=["dog"])
     dm.setup("fit")
     dm.setup("test")
-    assert (dm.positive, dm.negative) == ([3], [5])
+    assert dm.label_classes == [[5], [3]]  # [label 0, label 1]
     assert [len(dm.splits[s][1]) for s in ("train", "val", "test")] == [36, 4, 20]
 
     tv = datasets.CIFAR10(str(cifar_root), train=False, transform=transforms.ToTensor())

@@ -26,7 +26,7 @@ def system_dir(tmp_path: Path) -> Path:
 def test_classes_by_name_through_torchvisions_loader(fashion_root: Path) -> None:
     dm = FashionMNISTDataModule(str(fashion_root), positive=["t-shirt"], negative=["Shirt"])
     dm.setup("test")
-    assert dm.positive == [0] and dm.negative == [6]
+    assert dm.label_classes == [[6], [0]] and dm.label_names == ["shirt", "t-shirt"]
     assert len(dm.splits["test"][1]) == 20 and dm.splits["test"][1].sum() == 10
 
 

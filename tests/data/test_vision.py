@@ -12,7 +12,8 @@ from torch import Tensor
 
 from lrexp.data.vision import (
     VisionDataModule,
-    binary_subset,
+    label_subset,
+    select_classes,
     resolve_classes,
     select_binary,
     stratified_split,
@@ -67,17 +68,45 @@ def test_a_class_cannot_be_on_both_sides_and_one_vs_rest_needs_a_rest() -> None:
         select_binary(list(range(10)), None, DIGITS)
 
 
-def test_binary_subset_keeps_the_chosen_classes_with_0_1_labels() -> None:
-    idx, labels = binary_subset(torch.tensor([3, 8, 1, 8, 3, 0]), positive=[3], negative=[8, 0])
+def test_label_subset_keeps_the_chosen_classes_with_their_label_indices() -> None:
+    targets = torch.tensor([3, 8, 1, 8, 3, 0])
+    idx, labels = label_subset(targets, [[8, 0], [3]])  # binary: [negative, positive]
     assert idx.tolist() == [0, 1, 3, 4, 5]
-    assert labels.tolist() == [1.0, 0.0, 0.0, 1.0, 0.0]
+    assert labels.tolist() == [1, 0, 0, 1, 0] and labels.dtype == torch.long
+    idx, labels = label_subset(targets, [[8], [1], [3]])  # K classes, in the order listed
+    assert idx.tolist() == [0, 1, 2, 3, 4] and labels.tolist() == [2, 0, 1, 0, 2]
+
+
+def test_classes_for_a_softmax_model() -> None:
+    assert select_classes("all", DIGITS) == list(range(10))
+    assert select_classes(["sneaker", 0, "bag"], FASHION) == [7, 0, 8]  # the order given
+    with pytest.raises(LrexpError, match="data.classes lists class 'sandal' twice"):
+        select_classes(["sandal", 1, "sandal"], FASHION)
+    with pytest.raises(LrexpError, match="data.classes holds unknown class 'zebra'"):
+        select_classes(["zebra", 1, 2], FASHION)
+    with pytest.raises(LrexpError, match="at least 3"):
+        select_classes([1, 2], FASHION)
+
+
+def test_classes_and_positive_together_are_refused() -> None:
+    with pytest.raises(LrexpError, match="data.classes and data.positive/negative are both set"):
+        Squares("unused", positive=["light"], classes="all")
+
+
+def test_k_classes_get_labels_names_and_counts() -> None:
+    dm = Squares3("unused", classes=["c", "a", "b"], val_fraction=0.25)
+    dm.setup("fit")
+    assert dm.num_classes == 3 and dm.label_names == ["c", "a", "b"]
+    _, labels = dm.splits["train"]
+    assert dm.class_counts == torch.bincount(labels, minlength=3).tolist()
+    assert sum(dm.class_counts) == len(labels)
 
 
 def test_stratified_split_is_seeded_disjoint_and_keeps_each_labels_share() -> None:
-    labels = torch.tensor([1.0] * 300 + [0.0] * 100)
+    labels = torch.tensor([1] * 300 + [0] * 100 + [2] * 50)
     train, val = stratified_split(labels, 0.1, seed=3)
-    assert (labels[val] == 1).sum() == 30 and (labels[val] == 0).sum() == 10
-    assert sorted(torch.cat([train, val]).tolist()) == list(range(400))
+    assert [(labels[val] == k).sum() for k in (0, 1, 2)] == [10, 30, 5]
+    assert sorted(torch.cat([train, val]).tolist()) == list(range(450))
     again, _ = stratified_split(labels, 0.1, seed=3)
     other, _ = stratified_split(labels, 0.1, seed=4)
     assert torch.equal(train, again) and not torch.equal(train, other)
@@ -99,6 +128,14 @@ class Squares(VisionDataModule):
         ) % 256
         images[:, 0, 0, 0] = 255
         return images.to(torch.uint8), targets
+
+
+class Squares3(Squares):
+    class_names = ("a", "b", "c")
+
+    def read_split(self, train: bool) -> tuple[Tensor, Tensor]:
+        images, _ = super().read_split(train)
+        return images, torch.arange(8) % 3
 
 
 def squares(**kwargs) -> Squares:
@@ -163,12 +200,12 @@ def test_normalize_statistics_travel_in_the_checkpoint(trained_mnist: Path) -> N
     (ckpt,) = (trained_mnist / "checkpoints").glob("best-*.ckpt")
     stored = torch.load(ckpt, weights_only=True)["MNISTDataModule"]
 
-    reference = MNISTDataModule(str(data_dir), [3], [8], normalize=True)
+    reference = MNISTDataModule(str(data_dir), normalize=True)
     reference.setup("fit")
     assert torch.equal(stored["feature_mean"], reference.feature_mean)
     assert torch.equal(stored["feature_std"], reference.feature_std)
 
-    fresh = MNISTDataModule(str(data_dir), [3], [8], normalize=True)
+    fresh = MNISTDataModule(str(data_dir), normalize=True)
     trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
     trainer.test(LogisticRegression(784), datamodule=fresh, ckpt_path=str(ckpt), verbose=False)
     assert "train" not in fresh.splits  # only the test split was read...

@@ -1,4 +1,6 @@
-"""Every shortcut lrexp takes for speed (issue 7) gives the plain path's results, bit for bit."""
+"""Every piece of lrexp.lightning_fast gives the stock Lightning path's results, bit for bit.
+
+CI runs this file on the floor of the tested Lightning window too."""
 
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ N, FEATURES, BATCH, EPOCHS, SEED, LR = 96, 5, 8, 3, 7, 0.3
 def data() -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(N, FEATURES, generator=generator)
-    return x, (x[:, 0] + 0.5 * torch.randn(N, generator=generator) > 0).float()
+    return x, (x[:, 0] + 0.5 * torch.randn(N, generator=generator) > 0).long()
 
 
 class ListensToBackward(Callback):
@@ -79,7 +81,7 @@ def plain_torch_loop() -> torch.Tensor:
     optimizer = torch.optim.SGD(linear.parameters(), lr=LR)
     for epoch in range(EPOCHS):
         for idx in epoch_permutation(N, SEED, epoch).split(BATCH):
-            loss = F.binary_cross_entropy_with_logits(linear(x[idx]).squeeze(-1), y[idx])
+            loss = F.binary_cross_entropy_with_logits(linear(x[idx]).squeeze(-1), y[idx].float())
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -97,11 +99,11 @@ def test_grouped_minibatches_update_exactly_like_one_minibatch_per_step() -> Non
     assert trainer_one.global_step == trainer_grouped.global_step == EPOCHS * N // BATCH
 
 
-def test_plain_steps_update_exactly_like_lightnings_wrappers_and_the_torch_loop() -> None:
+def test_plain_steps_update_exactly_like_lightnings_wrappers() -> None:
     fast, fast_trainer = fit(minibatches_per_step=4)
     listener = ListensToBackward()
     wrapped, wrapped_trainer = fit(minibatches_per_step=4, callbacks=[listener])
-    assert fast._plain_steps and not wrapped._plain_steps
+    assert fast.plain_steps and not wrapped.plain_steps
     assert listener.calls == EPOCHS * N // BATCH  # Lightning's wrappers ran, hooks included
     assert torch.equal(params(fast), params(wrapped))
     assert torch.equal(params(fast), plain_torch_loop())
@@ -115,30 +117,7 @@ def test_plain_steps_update_exactly_like_lightnings_wrappers_and_the_torch_loop(
 def test_lightnings_wrappers_stay_where_they_do_work(trainer_args: dict) -> None:
     """Mixed precision (autocast, scaling) and profilers need manual_backward/step."""
     model, _ = fit(minibatches_per_step=4, **trainer_args)
-    assert not model._plain_steps
-
-
-def test_unchecked_epoch_metrics_equal_torchmetrics_checked_ones() -> None:
-    """The stage metrics skip torchmetrics' input checks (validate_args=False); same values."""
-    from torchmetrics.functional.classification import (
-        binary_accuracy,
-        binary_auroc,
-        binary_calibration_error,
-        binary_f1_score,
-    )
-
-    x, y = data()
-    model = LogisticRegression(FEATURES, seed=SEED)
-    logits = model.logits(x).detach()
-    for half in (slice(0, N // 2), slice(N // 2, N)):  # two updates, as two groups would
-        loss = model.loss(logits[half], y[half]).reshape(1)
-        model._update("val", logits[half], y[half], loss, torch.full_like(loss, N // 2))
-    values = model.val_metrics.compute()
-    probs, labels = torch.sigmoid(logits), y.long()
-    assert values["val/acc"] == binary_accuracy(probs, labels)
-    assert values["val/auroc"] == binary_auroc(probs, labels)
-    assert values["val/f1"] == binary_f1_score(probs, labels)
-    assert values["val/ece"] == binary_calibration_error(probs, labels)
+    assert not model.plain_steps
 
 
 def test_train_classification_metrics_follow_the_validation_cadence() -> None:
@@ -171,16 +150,16 @@ def test_lightnings_transfer_moves_a_group_in_one_call() -> None:
     ("mode", "epochs", "best_epoch"),
     [("min", 9, 8), ("max", 9, 2), ("min", 8, 5)],  # saves every 3rd epoch: 2, 5, 8 (0-based)
 )
-def test_checkpoint_callback_saves_what_lightnings_two_callbacks_save(
+def test_checkpoint_saves_what_two_stock_callbacks_save(
     tmp_path, mode: str, epochs: int, best_epoch: int
 ) -> None:
-    """One lrexp ModelCheckpoint (monitor + save_last) leaves the best file that Lightning's
+    """One FastCheckpoint (monitor + save_last) leaves the best file that Lightning's
     best-k callback leaves and a last.ckpt of the finished run, like a second callback saving
     every epoch; last.ckpt is a hard link to the best file exactly when the final save improved.
     train/loss falls every epoch, so with mode=max only the first save is a best."""
     from lightning.pytorch.callbacks import ModelCheckpoint as LightningCheckpoint
 
-    from lrexp.callbacks import ModelCheckpoint
+    from lrexp.lightning_fast import FastCheckpoint as ModelCheckpoint
 
     best = {"filename": "best-{epoch}", "monitor": "train/loss", "mode": mode}
     ours, theirs = tmp_path / "ours", tmp_path / "lightning"
@@ -204,16 +183,16 @@ def test_checkpoint_callback_saves_what_lightnings_two_callbacks_save(
     assert (ours / "last.ckpt").samefile(ours / best_file) == (best_epoch == epochs - 1)
 
 
-def test_progress_bar_ends_like_lightnings_without_redrawing_on_the_training_thread(
+def test_progress_bar_ends_like_lightnings(
     monkeypatch,
 ) -> None:
-    """lrexp's ProgressBar leaves the bars Lightning's RichProgressBar leaves, but the training
+    """FastProgressBar leaves the bars Lightning's RichProgressBar leaves, but the training
     thread no longer redraws the display at every epoch start (Lightning's: at least once an
     epoch); its refresh thread draws instead."""
     from lightning.pytorch.callbacks import RichProgressBar
     from rich.live import Live
 
-    from lrexp.callbacks import ProgressBar
+    from lrexp.lightning_fast import FastProgressBar as ProgressBar
 
     redraws = {"training thread": 0}
     draw = Live.refresh
@@ -236,3 +215,66 @@ def test_progress_bar_ends_like_lightnings_without_redrawing_on_the_training_thr
     assert lightnings[0][:3] == (f"Epoch {epochs - 1}/{epochs - 1}", 1, 1)
     assert lightnings_redraws >= epochs
     assert our_redraws <= 3
+
+
+@pytest.mark.parametrize(
+    ("version", "inside"),
+    [("2.6.0", False), ("2.6.1", True), ("2.6.6", True), ("2.6.99", True), ("2.7.0", False)],
+)
+def test_the_fast_path_runs_only_inside_the_tested_window(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, version: str, inside: bool
+) -> None:
+    from lrexp import lightning_fast
+
+    monkeypatch.setattr(lightning_fast.L, "__version__", version)
+    assert lightning_fast.lightning_in_tested_window() is inside
+    with caplog.at_level("WARNING", logger="lrexp.lightning_fast"):
+        assert lightning_fast.fast_path(True) is inside
+        assert lightning_fast.fast_path(False) is False
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == (0 if inside else 1)
+    if not inside:
+        assert f"lightning {version} is outside" in said[0] and "stock" in said[0]
+
+
+def test_fast_and_stock_paths_give_the_same_run(tmp_path, run_main) -> None:
+    """trainer.fast=false builds Lightning's own parts throughout (two ModelCheckpoints,
+    RichProgressBar, LightningOptimizer.step, log_dict): same weights, same metrics, same best
+    checkpoint; only last.ckpt is no hard link."""
+    import json
+
+    from tests.conftest import write_mnist_like
+
+    from lrexp.callbacks import checkpoints, progress_bar
+    from lrexp.lightning_fast import FastCheckpoint, FastProgressBar
+    from lrexp.train import main
+
+    assert [type(c) for c in checkpoints(fast=False, monitor="val/loss")] == [
+        L.pytorch.callbacks.ModelCheckpoint
+    ] * 2
+    assert type(progress_bar(fast=False)) is L.pytorch.callbacks.RichProgressBar
+    assert [type(c) for c in checkpoints(fast=True, monitor="val/loss")] == [FastCheckpoint]
+    assert type(progress_bar(fast=True)) is FastProgressBar
+
+    write_mnist_like(tmp_path / "data" / "MNIST" / "raw")
+    runs = {}
+    for fast in ("true", "false"):
+        run_dir = tmp_path / f"fast-{fast}"
+        overrides = [
+            "data=mnist",
+            f"paths.data_dir={tmp_path / 'data'}",
+            "trainer.max_epochs=4",
+            "trainer.check_val_every_n_epoch=2",
+            f"trainer.fast={fast}",
+            "logger=csv",
+            f"hydra.run.dir={run_dir}",
+        ]
+        assert run_main(main, *overrides) == 0
+        best = next((run_dir / "checkpoints").glob("best-*.ckpt"))
+        state = torch.load(best, weights_only=True)["state_dict"]
+        runs[fast] = json.loads((run_dir / "metrics.json").read_text()), best.name, state
+    (fast_metrics, fast_best, fast_state), (stock_metrics, stock_best, stock_state) = runs.values()
+    assert fast_metrics == stock_metrics
+    assert fast_best == stock_best
+    assert fast_state.keys() == stock_state.keys()
+    assert all(torch.equal(fast_state[k], stock_state[k]) for k in fast_state)
