@@ -390,6 +390,8 @@ class TableDataModule(L.LightningDataModule):
         # seed=null: a fresh random split and order for this run.
         self.seed = seed if seed is not None else int(torch.randint(2**31, ()))
         self.splits: dict[str, tuple[Tensor, Tensor]] = {}
+        # Each split's row numbers in its file (data rows from 0), in the splits' order.
+        self.split_rows: dict[str, np.ndarray] = {}
         self.state: dict[str, Any] = {}
         self.preprocessing: TablePreprocessing | None = None
         self.class_counts: list[int] = []
@@ -437,6 +439,24 @@ class TableDataModule(L.LightningDataModule):
         if "train" in self.splits or (stage == "test" and "test" in self.splits):
             return
         hp = self.hparams
+        # Testing a checkpoint on a separate test file needs nothing from the training file.
+        if not (stage == "test" and self.state and hp.test_path is not None):
+            self._setup_from_path(stage)
+        if hp.test_path is not None and stage in ("fit", "test"):
+            table = read_table(hp.test_path, "data.test_path", hp.delimiter)
+            columns = self._check_columns(table, hp.test_path)
+            rows, labels = self._usable_rows(table, columns, hp.test_path, "data.test_path")
+            self._add_splits(table, labels, {"test": rows})
+        if stage != "test" and (empty := [n for n, c in enumerate(self.class_counts) if c == 0]):
+            names = [self.label_names[n] for n in empty]
+            raise LrexpError(
+                f"data.path={hp.path}: no training rows for label(s) {names}; "
+                "check data.target, data.positive/negative/classes and data.missing"
+            )
+
+    def _setup_from_path(self, stage: str) -> None:
+        """Labels, the seeded split and (unless loaded) the preprocessing state from data.path."""
+        hp = self.hparams
         table = read_table(hp.path, "data.path", hp.delimiter)
         columns = self._check_columns(table, hp.path)
         learn = not self.state
@@ -457,18 +477,6 @@ class TableDataModule(L.LightningDataModule):
         if hp.test_path is None and stage in ("fit", "test"):
             parts["test"] = test
         self._add_splits(table, labels, parts)
-        del table
-        if hp.test_path is not None and stage in ("fit", "test"):
-            test_table = read_table(hp.test_path, "data.test_path", hp.delimiter)
-            self._check_columns(test_table, hp.test_path)
-            rows, labels = self._usable_rows(test_table, columns, hp.test_path, "data.test_path")
-            self._add_splits(test_table, labels, {"test": rows})
-        if stage != "test" and (empty := [n for n, c in enumerate(self.class_counts) if c == 0]):
-            names = [self.label_names[n] for n in empty]
-            raise LrexpError(
-                f"data.path={hp.path}: no training rows for label(s) {names}; "
-                "check data.target, data.positive/negative/classes and data.missing"
-            )
 
     def state_dict(self) -> dict[str, Any]:
         """Plain Python values and tensors: what torch.load(weights_only=True) accepts."""
@@ -500,7 +508,7 @@ class TableDataModule(L.LightningDataModule):
     def export_preprocessing(self) -> nn.Module:
         """Raw features (float32, batch first, `input_card()['columns']` order) → features."""
         self._state("columns")
-        return TablePreprocessing(*self._preprocessing_args())
+        return TablePreprocessing(*self._preprocessing_args()).eval()
 
     def input_card(self) -> dict[str, Any]:
         """What the exported model takes: one float32 column per table column, in order."""
@@ -724,6 +732,7 @@ class TableDataModule(L.LightningDataModule):
             raw = torch.from_numpy(self._raw(table, rows, split))
             y = torch.from_numpy(labels[rows])
             self.splits[split] = (raw, y)
+            self.split_rows[split] = rows
             if split == "train":
                 self.class_counts = torch.bincount(y, minlength=self.num_classes).tolist()
             self._log_balance(split, y)
