@@ -424,8 +424,8 @@ def test_exported_preprocessing_runs_in_onnxruntime_as_in_torch(tmp_path: Path) 
     datamodule = fitted(path, missing="mean")
     module = datamodule.export_preprocessing()
     assert isinstance(module, TablePreprocessing)
-    raw = datamodule.splits["train"][0]
-    raw[0, 1], raw[1, 3] = float("nan"), -1.0  # a missing number, an unseen category
+    raw = datamodule.splits["train"][0].contiguous()
+    raw[0, 1], raw[1, 30] = float("nan"), -1.0  # a missing number, an unseen category
     onnx_path = tmp_path / "pre.onnx"
     torch.onnx.export(
         module, (raw,), str(onnx_path), input_names=["raw"], dynamic_shapes=({0: "batch"},)
@@ -435,7 +435,8 @@ def test_exported_preprocessing_runs_in_onnxruntime_as_in_torch(tmp_path: Path) 
     np.testing.assert_allclose(got, datamodule.preprocess(raw[:17]).numpy(), rtol=0, atol=1e-6)
     card = datamodule.input_card()
     assert [c["name"] for c in card["columns"]] == datamodule.columns
-    assert card["columns"][3]["categories"] == ["black", "blue", "green", "red"]
+    assert card["columns"][30]["categories"] == ["black", "blue", "green", "red"]
+    assert card["features"] == datamodule.feature_names
 
 
 def test_features_agree_with_scikit_learns_scaler_and_one_hot_encoder(tmp_path: Path) -> None:

@@ -190,6 +190,13 @@ def missing_mask(column: pa.ChunkedArray) -> np.ndarray:
     return pc.is_null(column, nan_is_null=True).to_numpy(zero_copy_only=False)
 
 
+def dictionary_indices(column: pa.ChunkedArray) -> tuple[np.ndarray, list[str]]:
+    """Each value's index in the column's distinct values (-1 when missing), and those values."""
+    encoded = as_strings(column).combine_chunks().dictionary_encode()
+    indices = pc.fill_null(encoded.indices, -1).to_numpy().astype(np.int64)
+    return indices, encoded.dictionary.to_pylist()
+
+
 def category_codes(column: pa.ChunkedArray, categories: list[str]) -> np.ndarray:
     """float32 index of each value in `categories`: -1 when unseen, NaN when missing."""
     index = pc.index_in(as_strings(column), value_set=pa.array(categories, pa.string()))
@@ -302,22 +309,20 @@ def distinct_values(column: pa.ChunkedArray) -> list[Value]:
 def stratified_split(
     rows: np.ndarray, labels: np.ndarray, fraction: float, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(kept, held-out) rows; each label keeps its share in both parts."""
-    kept, held = [], []
-    for label in np.unique(labels):
-        idx = rows[labels == label]
-        idx = idx[rng.permutation(len(idx))]
-        n_held = round(fraction * len(idx))
-        held.append(idx[:n_held])
-        kept.append(idx[n_held:])
-    return np.sort(np.concatenate(kept)), np.sort(np.concatenate(held))
+    """(kept, held-out) rows, in the order of `rows`; each label keeps its share in both."""
+    held = np.zeros(len(rows), dtype=bool)
+    for label in np.flatnonzero(np.bincount(labels)):
+        idx = np.flatnonzero(labels == label)
+        held[idx[rng.permutation(len(idx))[: round(fraction * len(idx))]]] = True
+    return rows[~held], rows[held]
 
 
 # --- preprocessing ----------------------------------------------------------------------------
 
 
 class TablePreprocessing(nn.Module):
-    """Raw table features (float32, one column per table column) → the model's features.
+    """Raw table features (float32: the numeric columns, then each categorical column's index)
+    → the model's features (the numeric columns standardised, then the one-hot columns).
 
     Torch-only, so it exports to ONNX: imputation (missing=mean) is a `where` on NaN, scaling a
     broadcast, one-hot an equality of each categorical column's index with 0..k-1.
@@ -325,7 +330,7 @@ class TablePreprocessing(nn.Module):
 
     def __init__(
         self,
-        numeric_index: Tensor,
+        n_numeric: int,
         mean: Tensor,
         scale: Tensor,
         onehot_source: Tensor,
@@ -333,7 +338,7 @@ class TablePreprocessing(nn.Module):
         fill: Tensor | None,
     ) -> None:
         super().__init__()
-        self.register_buffer("numeric_index", numeric_index)
+        self.n_numeric = n_numeric
         self.register_buffer("mean", mean)
         self.register_buffer("scale", scale)
         self.register_buffer("onehot_source", onehot_source)
@@ -344,7 +349,7 @@ class TablePreprocessing(nn.Module):
     def forward(self, raw: Tensor) -> Tensor:
         if self.impute:
             raw = torch.where(torch.isnan(raw), self.fill, raw)
-        numeric = (raw.index_select(1, self.numeric_index) - self.mean) / self.scale
+        numeric = (raw[:, : self.n_numeric] - self.mean) / self.scale
         onehot = (raw.index_select(1, self.onehot_source) == self.onehot_code).to(raw.dtype)
         return torch.cat([numeric, onehot], 1)
 
@@ -556,8 +561,8 @@ class TableDataModule(L.LightningDataModule):
                 f"inputs={path}: lacks feature columns {lacking}; the model needs {self.columns}"
             )
         rows = self._complete_rows(table, self.columns, path, "inputs")
-        raw = self._raw(table, rows, "predict")
-        return [str(r) for r in rows], self.preprocess(torch.from_numpy(raw))
+        raw = self._raw(table, {"predict": rows})["predict"]
+        return [str(r) for r in rows], self.preprocess(raw)
 
     # --- internals -----------------------------------------------------------------------------
 
@@ -633,27 +638,35 @@ class TableDataModule(L.LightningDataModule):
         return np.flatnonzero(keep)
 
     def _learn(self, table: pa.Table, columns: list[str], train: np.ndarray) -> None:
-        """Columns, kinds, categories, statistics and imputation values from training rows."""
-        kinds = [column_kind(table.column(c), c, self.hparams.path) for c in columns]
+        """Columns, kinds, categories, statistics and imputation values from training rows.
+
+        Numeric columns come first in the raw features (and so in the model's), then the
+        categorical ones, each group in the table's order.
+        """
+        kinds = {c: column_kind(table.column(c), c, self.hparams.path) for c in columns}
+        numeric = [c for c in columns if kinds[c] == "numeric"]
+        ordered = numeric + [c for c in columns if kinds[c] == "categorical"]
         categories, mean, scale, fill = {}, [], [], []
-        rows = pa.array(train)
-        for name, kind in zip(columns, kinds, strict=True):
+        for name in ordered:
             column = table.column(name)
-            if kind == "categorical":
-                seen = distinct_values(as_strings(column.take(rows)))
-                if not seen:
+            if kinds[name] == "categorical":
+                indices, dictionary = dictionary_indices(column)
+                present = indices[train]
+                present = present[present >= 0]
+                if not len(present):
                     raise LrexpError(
                         f"data.path={self.hparams.path}: column {name!r} has no value in the "
                         "training split; leave it out with data.features"
                     )
-                categories[name] = seen
-                codes = category_codes(column.take(rows), seen)
-                codes = codes[~np.isnan(codes)].astype(np.int64)
+                seen = np.unique(present)
+                order = np.argsort(np.array([dictionary[i] for i in seen]))
+                categories[name] = [dictionary[i] for i in seen[order]]
                 # The most frequent category; ties go to the first in sorted order, as in
                 # scikit-learn's SimpleImputer(strategy="most_frequent").
-                fill.append(float(np.bincount(codes, minlength=len(seen)).argmax()))
+                counts = np.bincount(present, minlength=len(dictionary))[seen[order]]
+                fill.append(float(counts.argmax()))
                 continue
-            values = numeric_values(column.take(rows))
+            values = numeric_values(column)[train]
             present = values[~np.isnan(values)]
             if len(present) == 0:
                 raise LrexpError(
@@ -670,9 +683,9 @@ class TableDataModule(L.LightningDataModule):
             mean.append(m)
             scale.append(s if s > 1e-12 * max(1.0, abs(m)) else 1.0)
         self.state |= {
-            "columns": columns,
-            "kinds": kinds,
-            "numeric": [c for c, k in zip(columns, kinds, strict=True) if k == "numeric"],
+            "columns": ordered,
+            "kinds": [kinds[c] for c in ordered],
+            "numeric": numeric,
             "categories": categories,
             "mean": torch.tensor(mean, dtype=torch.float64),
             "scale": torch.tensor(scale, dtype=torch.float64),
@@ -680,14 +693,13 @@ class TableDataModule(L.LightningDataModule):
         }
         self._build_preprocessing()
 
-    def _preprocessing_args(self) -> tuple[Tensor, ...]:
-        columns, kinds, categories = self.columns, self.state["kinds"], self.state["categories"]
-        numeric = [i for i, k in enumerate(kinds) if k == "numeric"]
-        source = [i for i, c in enumerate(columns) if c in categories for _ in categories[c]]
-        code = [float(j) for c in columns if c in categories for j in range(len(categories[c]))]
+    def _preprocessing_args(self) -> tuple[Any, ...]:
+        columns, categories = self.columns, self.state["categories"]
+        source = [j for j, c in enumerate(columns) if c in categories for _ in categories[c]]
+        code = [float(k) for c in columns if c in categories for k in range(len(categories[c]))]
         fill = self.state["fill"].float() if self.hparams.missing == "mean" else None
         return (
-            torch.tensor(numeric, dtype=torch.int64),
+            len(self.state["numeric"]),
             self.state["mean"].float(),
             self.state["scale"].float(),
             torch.tensor(source, dtype=torch.int64),
@@ -698,43 +710,50 @@ class TableDataModule(L.LightningDataModule):
     def _build_preprocessing(self) -> None:
         self.preprocessing = TablePreprocessing(*self._preprocessing_args())
 
-    def _raw(self, table: pa.Table, rows: np.ndarray, split: str) -> np.ndarray:
-        """float32 (len(rows), columns): values as is, categories as indices (module docstring)."""
-        raw = np.empty((len(rows), len(self.columns)), dtype=np.float32)
-        take = pa.array(rows)
-        full = len(rows) == table.num_rows and bool((rows == np.arange(len(rows))).all())
+    def _raw(self, table: pa.Table, parts: dict[str, np.ndarray]) -> dict[str, Tensor]:
+        """Each part's raw features (module docstring), float32 (len(rows), columns).
+
+        Built column-major (each column written contiguously, each file column converted once)
+        and returned as row views of its transpose; preprocess() gives row-major features.
+        """
+        raw = np.empty((len(self.columns), sum(map(len, parts.values()))), dtype=np.float32)
+        bounds = np.cumsum([0, *map(len, parts.values())])
         for j, name in enumerate(self.columns):
             column = table.column(name)
-            if not full:
-                column = column.take(take)
             categories = self.state["categories"].get(name)
-            if categories is None:
-                try:
-                    raw[:, j] = numeric_values(column)
-                except pa.ArrowException:
-                    raise LrexpError(
-                        f"{split}: column {name!r} holds {column.type} values; the model was "
-                        "trained on numbers there"
-                    ) from None
-                continue
-            raw[:, j] = category_codes(column, categories)
-            if unseen := int((raw[:, j] == -1).sum()):
-                log.warning(
-                    f"{split}: column {name!r}: {unseen} rows hold a category not seen in "
-                    "training; they get all-zero one-hot features"
-                )
-        return raw
+            try:
+                values = numeric_values(column) if categories is None else None
+            except pa.ArrowException:
+                raise LrexpError(
+                    f"column {name!r} holds {column.type} values; the model was trained on "
+                    "numbers there"
+                ) from None
+            if categories is not None:
+                values = category_codes(column, categories)
+            for start, (split, rows) in zip(bounds[:-1], parts.items(), strict=True):
+                part = raw[j, start : start + len(rows)]
+                part[:] = values[rows]
+                if categories is not None and (unseen := int((part == -1).sum())):
+                    log.warning(
+                        f"{split}: column {name!r}: {unseen} rows hold a category not seen "
+                        "in training; they get all-zero one-hot features"
+                    )
+        transposed = torch.from_numpy(raw).t()
+        views = {
+            split: transposed[start : start + len(rows)]
+            for start, (split, rows) in zip(bounds[:-1], parts.items(), strict=True)
+        }
+        return views
 
     def _add_splits(
         self, table: pa.Table, labels: np.ndarray, parts: dict[str, np.ndarray]
     ) -> None:
-        for split, rows in parts.items():
-            raw = torch.from_numpy(self._raw(table, rows, split))
-            y = torch.from_numpy(labels[rows])
+        for split, raw in self._raw(table, parts).items():
+            y = torch.from_numpy(labels[parts[split]])
             self.splits[split] = (raw, y)
-            self.split_rows[split] = rows
+            self.split_rows[split] = parts[split]
             if split == "train":
-                self.class_counts = torch.bincount(y, minlength=self.num_classes).tolist()
+                self.class_counts = np.bincount(y.numpy(), minlength=self.num_classes).tolist()
             self._log_balance(split, y)
 
     @rank_zero_only
@@ -750,7 +769,7 @@ class TableDataModule(L.LightningDataModule):
 
     @rank_zero_only
     def _log_balance(self, split: str, labels: Tensor) -> None:
-        counts = torch.bincount(labels, minlength=self.num_classes).tolist()
+        counts = np.bincount(labels.numpy(), minlength=self.num_classes).tolist()
         shares = ", ".join(f"{n} {name}" for n, name in zip(counts, self.label_names, strict=True))
         log.info(f"{split} split: {len(labels)} rows: {shares}")
 
