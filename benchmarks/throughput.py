@@ -221,8 +221,8 @@ class EpochTimer(Callback):
 def fashion_split(data_dir: str) -> dict:
     """lrexp's default split: the training part (uint8 + float features) and the test part, plus
     their indices into torchvision's FashionMNIST for the per-sample pipeline."""
-    from lrexp.data.vision import binary_subset, stratified_split
     from lrexp.data.fashion_mnist import FashionMNISTDataModule
+    from lrexp.data.vision import binary_subset, stratified_split
 
     dm = FashionMNISTDataModule(
         data_dir, positive=["sandal"], negative=["sneaker"], seed=0, system_dir=SYSTEM_DIR

@@ -35,8 +35,8 @@ def compose_train(overrides: list[str], tmp_path: Path) -> DictConfig:
 
 
 # What an option leaves for the user to give (data=table: the file and its target column; the
-# model's width, which the entry point takes from the table's DataModule).
-REQUIRED = {"data=table": ["data.path=table.csv", "data.target=y", "model.in_features=3"]}
+
+REQUIRED = {"data=table": ["data.path=table.csv", "data.target=y"]}
 
 
 @pytest.mark.parametrize(
@@ -63,7 +63,12 @@ def test_default_is_the_lecture(tmp_path: Path) -> None:
     cfg = compose_train([], tmp_path)
     assert cfg.data._target_ == "lrexp.data.toy.ToyDataModule"
     model = cfg.model
-    assert (model.optimizer, model.lr, model.reduction, model.scheduler) == ("sgd", 0.01, "sum", None)
+    assert (model.optimizer, model.lr, model.reduction, model.scheduler) == (
+        "sgd",
+        0.01,
+        "sum",
+        None,
+    )
     assert (model.C, model.l1_ratio, model.class_weight) == (None, 0.0, None)
     assert cfg.trainer.max_epochs == 1000
     assert cfg.trainer.accelerator == "cpu"
@@ -78,7 +83,12 @@ def test_lecture06_matches_the_default_toy_run(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("data", "classes", "width", "outputs"),
-    [("toy", None, 1, 1), ("mnist", None, 784, 1), ("cifar10", None, 3072, 1), ("mnist", "all", 784, 10)],
+    [
+        ("toy", None, 1, 1),
+        ("mnist", None, 784, 1),
+        ("cifar10", None, 3072, 1),
+        ("mnist", "all", 784, 10),
+    ],
 )
 def test_model_width_and_classes_follow_the_data(
     data: str, classes: str | None, width: int, outputs: int, tmp_path: Path, request

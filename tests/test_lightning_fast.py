@@ -243,11 +243,10 @@ def test_fast_and_stock_paths_give_the_same_run(tmp_path, run_main) -> None:
     checkpoint; only last.ckpt is no hard link."""
     import json
 
-    from tests.conftest import write_mnist_like
-
     from lrexp.callbacks import checkpoints, progress_bar
     from lrexp.lightning_fast import FastCheckpoint, FastProgressBar
     from lrexp.train import main
+    from tests.conftest import write_mnist_like
 
     assert [type(c) for c in checkpoints(fast=False, monitor="val/loss")] == [
         L.pytorch.callbacks.ModelCheckpoint

@@ -21,7 +21,10 @@ from lrexp.metrics import EpochMetrics
 def test_unchecked_binary_metrics_equal_torchmetrics_checked_ones() -> None:
     """The stage metrics skip torchmetrics' input checks (validate_args=False); same values."""
     generator = torch.Generator().manual_seed(0)
-    probs, labels = torch.rand(96, generator=generator), torch.randint(2, (96,), generator=generator)
+    probs, labels = (
+        torch.rand(96, generator=generator),
+        torch.randint(2, (96,), generator=generator),
+    )
     metrics = EpochMetrics(2)
     for half in (slice(0, 48), slice(48, 96)):  # two updates, as two groups would
         metrics.update("val", probs[half], labels[half], torch.tensor([0.5]), torch.tensor([48.0]))

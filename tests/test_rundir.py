@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from lrexp.errors import LrexpError
 from lrexp.checkpoints import continues_run
+from lrexp.errors import LrexpError
 from lrexp.rundir import start_run, write_atomic
 from tests.test_conf import compose_train
 

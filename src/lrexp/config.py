@@ -90,11 +90,9 @@ def _check_solver(model: DictConfig) -> None:
     if l1_ratio and C is None:
         raise _fail("model.l1_ratio", l1_ratio, "0 unless model.C sets the penalty's strength")
     weight = model.get("class_weight")
-    if weight is not None and weight != "balanced":
-        if not OmegaConf.is_list(weight) or not all(_is_number(w) and w >= 0 for w in weight):
-            raise _fail(
-                "model.class_weight", weight, "null, balanced, or one number >= 0 per label"
-            )
+    listed = OmegaConf.is_list(weight) and all(_is_number(w) and w >= 0 for w in weight)
+    if weight is not None and weight != "balanced" and not listed:
+        raise _fail("model.class_weight", weight, "null, balanced, or one number >= 0 per label")
     for key in ("max_iter",):
         value = model.get(key)
         if value is not None and (not _is_int(value) or value < 1):
@@ -114,13 +112,12 @@ def _check_solver(model: DictConfig) -> None:
 
 def check_class_weight(weight: Any, num_classes: int) -> None:
     """A list of class weights must give one weight per label of the data."""
-    if OmegaConf.is_list(weight) or isinstance(weight, list):
-        if len(weight) != num_classes:
-            raise _fail(
-                "model.class_weight",
-                list(weight),
-                f"one weight per label: the data has {num_classes} labels",
-            )
+    if (OmegaConf.is_list(weight) or isinstance(weight, list)) and len(weight) != num_classes:
+        raise _fail(
+            "model.class_weight",
+            list(weight),
+            f"one weight per label: the data has {num_classes} labels",
+        )
 
 
 def build(node: DictConfig, key: str, **kwargs: Any) -> Any:

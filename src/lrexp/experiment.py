@@ -64,7 +64,14 @@ def build_model(cfg: DictConfig, datamodule: L.LightningDataModule) -> LogisticR
     check_class_weight(cfg.model.get("class_weight"), datamodule.num_classes)
     lr = cfg.model.lr
     if lr == "auto":
-        lr = solvers.resolve_lr(lr, cfg.model.optimizer, _training_features(datamodule))
+        batch_size = datamodule.hparams.get("batch_size") or len(datamodule.splits["train"][1])
+        lr = solvers.resolve_lr(
+            lr,
+            cfg.model.optimizer,
+            _training_features(datamodule),
+            batch_size,
+            datamodule.num_classes,
+        )
         log.info(f"model.lr=auto: {lr:.4g} for {cfg.model.optimizer}")
     return build(
         cfg.model,

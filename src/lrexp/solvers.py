@@ -53,21 +53,41 @@ def class_weights(
     return torch.tensor([float(w) for w in spec])
 
 
-def resolve_lr(lr: float | str, optimizer: str, train_x: Tensor) -> float:
+def resolve_lr(
+    lr: float | str, optimizer: str, train_x: Tensor, batch_size: int, num_classes: int
+) -> float:
     """model.lr, with `auto` replaced by the optimizer's own choice."""
     if lr != "auto":
         return float(lr)
-    return AUTO_LR[optimizer] if optimizer in AUTO_LR else sgd_auto_lr(train_x)
+    if optimizer in AUTO_LR:
+        return AUTO_LR[optimizer]
+    return sgd_auto_lr(train_x, batch_size, num_classes)
 
 
-def sgd_auto_lr(x: Tensor) -> float:
-    """SGD's step for model.lr=auto: 1 / mean‖x‖² over the training rows.
+def sgd_auto_lr(x: Tensor, batch_size: int, num_classes: int) -> float:
+    """SGD's step for model.lr=auto: 1 / (2 L_B), L_B the expected smoothness of the minibatch
+    loss (Gower et al., 2019, "SGD: general analysis and improved rates"), the step with which
+    SGD provably converges for any convex smooth loss, whatever the features' scale:
 
-    One SGD step on a row moves its logit by lr·‖x‖²·(p − y), so this step moves an average
-    row's logit by at most one unit: a scale-free choice that makes the same recipe fit 3 or
-    3072 features, pixels or standardised columns. The decaying schedule then takes it to 0.
+        L_B = n (B - 1) / (B (n - 1)) · L + (n - B) / (B (n - 1)) · L_max
+
+    with L = c · λ_max(XᵀX / n) the full loss's and L_max = c · max‖x‖² a single row's
+    smoothness; c bounds the cross-entropy's curvature: 1/4 for the sigmoid, 1/2 for softmax.
+    λ_max comes from a few power iterations.
     """
-    return 1.0 / max(x.float().pow(2).sum(1).mean().item(), 1e-12)
+    x = x.double()
+    n = len(x)
+    c = 0.25 if num_classes == 2 else 0.5
+    generator = torch.Generator().manual_seed(0)
+    v = torch.randn(x.shape[1], generator=generator, dtype=x.dtype).to(x.device)
+    for _ in range(30):
+        v = x.T @ (x @ v) / n
+        v = v / v.norm().clamp_min(1e-300)
+    full = c * (x @ v).pow(2).mean().item()
+    single = c * x.pow(2).sum(1).max().item()
+    b = min(batch_size, n)
+    expected = (n * (b - 1) * full + (n - b) * single) / (b * max(n - 1, 1))
+    return 1.0 / (2.0 * max(expected, 1e-12))
 
 
 def configure(model: LogisticRegression) -> dict[str, Any]:
@@ -92,7 +112,7 @@ def configure(model: LogisticRegression) -> dict[str, Any]:
         )
     if hp.scheduler is None or hp.optimizer == "lbfgs":
         if hp.scheduler is not None:
-            log.info(f"model.scheduler={hp.scheduler} is not used by lbfgs: its line search sets each step")
+            log.info(f"model.scheduler={hp.scheduler}: not used by lbfgs (its line search steps)")
         return {"optimizer": optimizer}
     if hp.scheduler == "plateau":
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.1, patience=1)

@@ -37,7 +37,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     metrics, best = score_best(trainer, model, datamodule)
     if continuing and trainer.is_global_zero:
         save_run_config(run_dir, cfg)  # the resumed run's config replaces the earlier one now
-    finish("lrexp.train", run_dir, trainer, model, datamodule, metrics, {"best checkpoint:": best}, cfg)
+    finish(
+        "lrexp.train", run_dir, trainer, model, datamodule, metrics, {"best checkpoint:": best}, cfg
+    )
     return metrics
 
 

@@ -10,16 +10,16 @@ import pytest
 import torch
 from torch import Tensor
 
+from lrexp.data.fashion_mnist import FashionMNISTDataModule
+from lrexp.data.mnist import MNISTDataModule
 from lrexp.data.vision import (
     VisionDataModule,
     label_subset,
-    select_classes,
     resolve_classes,
     select_binary,
+    select_classes,
     stratified_split,
 )
-from lrexp.data.fashion_mnist import FashionMNISTDataModule
-from lrexp.data.mnist import MNISTDataModule
 from lrexp.errors import LrexpError
 from lrexp.model import LogisticRegression
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 
+import lightning as L
 import numpy as np
 import torch
 from torch import Tensor
@@ -142,6 +143,30 @@ class Minibatches:
         if x is self.source.x and y is self.source.y:
             return self
         return Minibatches(InMemoryDataset(x, y), [idx.to(device) for idx in self.indices])
+
+
+def split_loader(
+    datamodule: L.LightningDataModule,
+    split: str,
+    batch_size: int | None = None,
+    shuffle: bool = False,
+) -> DataLoader:
+    """A DataModule's split, preprocessed on the trainer's device, as groups of minibatches
+    (`batch_size` None: the whole split in one); this rank's share when distributed. The
+    DataModule provides `splits`, `preprocess`, `seed` and `minibatches_per_step`."""
+    raw, y = datamodule.splits[split]
+    trainer = datamodule.trainer
+    device = trainer.strategy.root_device if trainer else torch.device("cpu")
+    return tensor_loader(
+        datamodule.preprocess(raw.to(device)),
+        y.to(device),
+        batch_size=batch_size or max(len(y), 1),
+        minibatches_per_step=datamodule.minibatches_per_step,
+        shuffle=shuffle,
+        seed=datamodule.seed,
+        rank=trainer.global_rank if trainer else 0,
+        world_size=trainer.world_size if trainer else 1,
+    )
 
 
 def tensor_loader(

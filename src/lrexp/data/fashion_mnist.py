@@ -17,8 +17,8 @@ from pathlib import Path
 
 from torch import Tensor
 
-from lrexp.data.vision import missing_files
 from lrexp.data.mnist import RAW_FILES, MNISTDataModule
+from lrexp.data.vision import missing_files
 from lrexp.errors import LrexpError
 
 log = logging.getLogger(__name__)

@@ -43,7 +43,8 @@ from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from lrexp.data.batches import tensor_loader
+from lrexp.data.batches import split_loader
+from lrexp.data.labels import log_balance, stratified_split
 from lrexp.errors import LrexpError
 
 log = logging.getLogger(__name__)
@@ -306,17 +307,6 @@ def distinct_values(column: pa.ChunkedArray) -> list[Value]:
     return sorted(values.to_pylist())
 
 
-def stratified_split(
-    rows: np.ndarray, labels: np.ndarray, fraction: float, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """(kept, held-out) rows, in the order of `rows`; each label keeps its share in both."""
-    held = np.zeros(len(rows), dtype=bool)
-    for label in np.flatnonzero(np.bincount(labels)):
-        idx = np.flatnonzero(labels == label)
-        held[idx[rng.permutation(len(idx))[: round(fraction * len(idx))]]] = True
-    return rows[~held], rows[held]
-
-
 # --- preprocessing ----------------------------------------------------------------------------
 
 
@@ -472,10 +462,15 @@ class TableDataModule(L.LightningDataModule):
             self._log_labels(rule)
         rows, labels = self._usable_rows(table, columns, hp.path, "data.path")
         # The same seed gives the same split in training and in eval (which re-reads the file).
-        rng = np.random.default_rng(self.seed)
         if hp.test_path is None:
-            rows, test = stratified_split(rows, labels[rows], hp.test_fraction, rng)
-        train, val = stratified_split(rows, labels[rows], hp.val_fraction, rng)
+            kept, held = stratified_split(
+                torch.from_numpy(labels[rows]), hp.test_fraction, self.seed
+            )
+            rows, test = rows[kept.numpy()], rows[held.numpy()]
+        kept, held = stratified_split(
+            torch.from_numpy(labels[rows]), hp.val_fraction, self.seed + 1
+        )
+        train, val = rows[kept.numpy()], rows[held.numpy()]
         if learn:
             self._learn(table, columns, train)
         parts = {"train": train, "val": val} if stage != "test" else {}
@@ -493,13 +488,13 @@ class TableDataModule(L.LightningDataModule):
             self._build_preprocessing()
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", self.hparams.batch_size, shuffle=True)
+        return split_loader(self, "train", self.hparams.batch_size, shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
+        return split_loader(self, "val")
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
+        return split_loader(self, "test")
 
     # --- features ------------------------------------------------------------------------------
 
@@ -754,7 +749,7 @@ class TableDataModule(L.LightningDataModule):
             self.split_rows[split] = parts[split]
             if split == "train":
                 self.class_counts = np.bincount(y.numpy(), minlength=self.num_classes).tolist()
-            self._log_balance(split, y)
+            log_balance(split, y, self.label_names)
 
     @rank_zero_only
     def _log_labels(self, rule: str) -> None:
@@ -766,26 +761,3 @@ class TableDataModule(L.LightningDataModule):
             )
         else:
             log.info(f"data.target={self.hparams.target!r}: classes {names} ({rule})")
-
-    @rank_zero_only
-    def _log_balance(self, split: str, labels: Tensor) -> None:
-        counts = np.bincount(labels.numpy(), minlength=self.num_classes).tolist()
-        shares = ", ".join(f"{n} {name}" for n, name in zip(counts, self.label_names, strict=True))
-        log.info(f"{split} split: {len(labels)} rows: {shares}")
-
-    def _loader(
-        self, split: str, batch_size: int | None = None, shuffle: bool = False
-    ) -> DataLoader:
-        raw, y = self.splits[split]
-        device = self.trainer.strategy.root_device if self.trainer else torch.device("cpu")
-        x = self.preprocess(raw.to(device))
-        return tensor_loader(
-            x,
-            y.to(device),
-            batch_size=batch_size or max(len(y), 1),
-            minibatches_per_step=self.minibatches_per_step,
-            shuffle=shuffle,
-            seed=self.seed,
-            rank=self.trainer.global_rank if self.trainer else 0,
-            world_size=self.trainer.world_size if self.trainer else 1,
-        )

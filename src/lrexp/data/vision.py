@@ -17,11 +17,11 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from lrexp.data.batches import tensor_loader
+from lrexp.data.batches import split_loader
+from lrexp.data.labels import log_balance, stratified_split
 from lrexp.errors import LrexpError
 
 log = logging.getLogger(__name__)
@@ -111,34 +111,9 @@ def label_subset(targets: Tensor, label_classes: Sequence[Sequence[int]]) -> tup
     return keep.nonzero().squeeze(1), labels[keep]
 
 
-def stratified_split(labels: Tensor, val_fraction: float, seed: int) -> tuple[Tensor, Tensor]:
-    """(train, val) indices; each label keeps its share in both parts."""
-    generator = torch.Generator().manual_seed(seed)
-    train, val = [], []
-    for label in labels.unique(sorted=True).tolist():
-        idx = (labels == label).nonzero().squeeze(1)
-        idx = idx[torch.randperm(len(idx), generator=generator)]
-        n_val = round(val_fraction * len(idx))
-        val.append(idx[:n_val])
-        train.append(idx[n_val:])
-    return torch.cat(train).sort().values, torch.cat(val).sort().values
-
-
 def flat_features(images: Tensor) -> Tensor:
     """uint8 images (N, C, H, W) → (N, C·H·W) floats in [0, 1], in torchvision's ToTensor order."""
     return images.flatten(1).float().div_(255)
-
-
-@rank_zero_only
-def log_balance(split: str, labels: Tensor, names: Sequence[str]) -> None:
-    """One line per split: its size and each label's share (it tells what an accuracy is worth)."""
-    n = len(labels)
-    counts = torch.bincount(labels, minlength=len(names)).tolist()
-    shares = ", ".join(
-        f"{c} ({100 * c / max(n, 1):.1f} %) label {i} ({name})"
-        for i, (name, c) in enumerate(zip(names, counts, strict=True))
-    )
-    log.info(f"{split} split: {n} samples, {shares}")
 
 
 class VisionDataModule(L.LightningDataModule):
@@ -173,7 +148,7 @@ class VisionDataModule(L.LightningDataModule):
         if batches_per_fetch is not None:  # the key's earlier name
             minibatches_per_step = batches_per_fetch
         self.save_hyperparameters(logger=False, ignore="batches_per_fetch")
-        self.hparams.minibatches_per_step = minibatches_per_step
+        self.minibatches_per_step = minibatches_per_step
         if classes is not None:
             if positive is not None or negative is not None:
                 raise LrexpError(
@@ -265,13 +240,13 @@ class VisionDataModule(L.LightningDataModule):
             self.feature_mean, self.feature_std = state["feature_mean"], state["feature_std"]
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", self.hparams.batch_size, shuffle=True)
+        return split_loader(self, "train", self.hparams.batch_size, shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
+        return split_loader(self, "val")
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
+        return split_loader(self, "test")
 
     # --- features ------------------------------------------------------------------------------
 
@@ -319,23 +294,6 @@ class VisionDataModule(L.LightningDataModule):
         images, targets = self.read_split(train)
         idx, labels = label_subset(targets, self.label_classes)
         return images[idx], labels
-
-    def _loader(
-        self, split: str, batch_size: int | None = None, shuffle: bool = False
-    ) -> DataLoader:
-        images, y = self.splits[split]
-        device = self.trainer.strategy.root_device if self.trainer else torch.device("cpu")
-        x = self.preprocess(images.to(device))
-        return tensor_loader(
-            x,
-            y.to(device),
-            batch_size=batch_size or max(len(y), 1),
-            minibatches_per_step=self.hparams.minibatches_per_step,
-            shuffle=shuffle,
-            seed=self.seed,
-            rank=self.trainer.global_rank if self.trainer else 0,
-            world_size=self.trainer.world_size if self.trainer else 1,
-        )
 
 
 def missing_files(folder: Path, names: Sequence[str]) -> list[str]:
