@@ -222,7 +222,8 @@ def fashion_split(data_dir: str) -> dict:
     """lrexp's default split: the training part (uint8 + float features) and the test part, plus
     their indices into torchvision's FashionMNIST for the per-sample pipeline."""
     from lrexp.data.fashion_mnist import FashionMNISTDataModule
-    from lrexp.data.vision import binary_subset, stratified_split
+    from lrexp.data.labels import stratified_split
+    from lrexp.data.vision import label_subset
 
     dm = FashionMNISTDataModule(
         data_dir, positive=["sandal"], negative=["sneaker"], seed=0, system_dir=SYSTEM_DIR
@@ -230,7 +231,7 @@ def fashion_split(data_dir: str) -> dict:
     dm.setup("fit")
     dm.setup("test")
     images, targets = dm.read_split(train=True)
-    idx, labels = binary_subset(targets, dm.positive, dm.negative)
+    idx, labels = label_subset(targets, dm.label_classes)
     train_idx, _ = stratified_split(labels, dm.hparams.val_fraction, dm.hparams.seed)
     (train_x, train_y), (test_x, test_y) = dm.splits["train"], dm.splits["test"]
     return {
@@ -240,7 +241,7 @@ def fashion_split(data_dir: str) -> dict:
         "test_y": test_y,
         "test_images": test_x,
         "torchvision_train_idx": idx[train_idx].tolist(),
-        "positive": dm.positive,
+        "positive": dm.label_classes[1],
     }
 
 
@@ -256,7 +257,8 @@ class RawLoop:
         # Its own generator leaves the global RNG alone.
         self.order = torch.Generator(device=x.device).manual_seed(0)
         self.model = torch.nn.Linear(x.shape[1], 1, device=x.device)
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.1)
+        # lrexp's default SGD (momentum 0.9), without its schedule and bookkeeping.
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.01, momentum=0.9)
 
     def epoch(self) -> tuple[float, float]:
         """One epoch; its (wall, CPU) seconds."""
@@ -265,7 +267,7 @@ class RawLoop:
         for i in range(0, len(self.y), self.batch_size):
             idx = perm[i : i + self.batch_size]
             logits = self.model(self.x[idx]).squeeze(-1)
-            loss = F.binary_cross_entropy_with_logits(logits, self.y[idx])
+            loss = F.binary_cross_entropy_with_logits(logits, self.y[idx].float())
             self.optimizer.zero_grad()
             loss.backward()
             self.optimizer.step()

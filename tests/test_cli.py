@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -76,8 +78,23 @@ BAD_INPUTS = [
     ("train", [*TRAIN, "data.val_fraction=1.0"], "data.val_fraction=1.0"),
     ("train", [*TRAIN, "data.positive=[]"], "data.positive is empty"),
     ("train", [*TRAIN, "data.positive=[zebra]"], "data.positive holds unknown class 'zebra'"),
-    ("train", [*TRAIN, "data.negative=[3,8]"], "data.positive and data.negative"),
+    ("train", [*TRAIN, "data.positive=[3]", "data.negative=[3,8]"], "data.positive and data.neg"),
+    ("train", [*TRAIN, "data.negative=[3,8]"], "data.negative is set but data.positive is null"),
     ("train", [*TRAIN, "trainer.max_epochs=0"], "trainer.max_epochs=0"),
+    ("train", [*TRAIN, "model.optimizer=rmsprop"], "model.optimizer='rmsprop'"),
+    ("train", [*TRAIN, "model.scheduler=step"], "model.scheduler='step'"),
+    ("train", [*TRAIN, "model.C=0"], "model.C=0 is not allowed"),
+    ("train", [*TRAIN, "model.C=strong"], "model.C='strong' is not allowed"),
+    ("train", [*TRAIN, "model.l1_ratio=1.5"], "model.l1_ratio=1.5 is not allowed"),
+    ("train", [*TRAIN, "model.class_weight=[1,2,3]"], "model.class_weight=[1, 2, 3]"),
+    ("train", [*TRAIN, "model.class_weight=[1,-1]"], "model.class_weight=[1, -1]"),
+    ("train", [*TRAIN, "model.class_weight=heavy"], "model.class_weight='heavy'"),
+    ("train", [*TRAIN, "model.optimizer=lbfgs", "model.momentum=0.9"], "model.momentum=0.9"),
+    ("train", [*TRAIN, "model.optimizer=lbfgs", "model.l1_ratio=1"], "model.l1_ratio=1"),
+    ("train", [*TRAIN, "data.classes=[1,1,2]"], "data.classes lists class 1 twice"),
+    ("train", [*TRAIN, "data.classes=[zebra,1,2]"], "data.classes holds unknown class 'zebra'"),
+    ("train", [*TRAIN, "data.classes=[1,2]"], "data.classes lists 2 class(es)"),
+    ("train", [*TRAIN, "data.classes=all", "data.positive=[3]"], "data.classes and data.positive"),
     ("train", [*TRAIN, "seed=-1"], "seed=-1"),
     ("train", [*TRAIN, "trainer.accelerator=gpu"], "trainer.accelerator=gpu"),
     ("train", [*TRAIN, "trainer.devices=0"], "trainer: `Trainer(devices=0)`"),  # Lightning's
@@ -96,8 +113,13 @@ BAD_INPUTS = [
     ("eval", ["ckpt_path={site}/malicious.ckpt"], "only load files you trust"),
     ("eval", [CKPT, "data=toy"], "takes 784 features but this data config gives 1"),
     ("eval", [CKPT], "hydra.run.dir={site}/run already holds a run"),
+    (
+        "eval",
+        [CKPT, "data=mnist", "paths.data_dir={site}/good", "data.classes=all"],
+        "data.classes: ckpt_path={site}/run/checkpoints/last.ckpt was trained on classes",
+    ),
     ("predict", [CKPT], "inputs is missing"),
-    ("predict", [CKPT, "inputs={site}/none*.png"], "none*.png'] matches no file"),
+    ("predict", [CKPT, "inputs={site}/none*.png"], "none*.png' matches no file"),
     ("predict", [CKPT, "inputs={site}/corrupt.ckpt"], "cannot read {site}/corrupt.ckpt"),
     ("predict", [CKPT, "inputs={site}/digit.png"], "hydra.run.dir={site}/run already holds"),
     ("baseline", [*TRAIN, "sklearn.C=-1"], "sklearn: The 'C' parameter"),
@@ -217,3 +239,32 @@ run_as_command(main)
     assert proc.stdout == "to stdout"
     assert ("a message" in proc.stderr) == (code == 1)
     assert (tmp_path / "atexit.txt").read_text() == (tmp_path / "thread.txt").read_text() == "ran"
+
+
+def test_ctrl_c_ends_with_status_130_and_says_how_to_resume(tmp_path: Path) -> None:
+    """SIGINT during training: Lightning's graceful shutdown, then one line naming the resume
+    command and the shell's status for SIGINT (130), not 1 (a bug)."""
+    run_dir = tmp_path / "run"
+    command = [
+        sys.executable,
+        "-m",
+        "lrexp.train",
+        "trainer.max_epochs=1000000",
+        "trainer.enable_progress_bar=false",
+        "logger=none",
+        f"hydra.run.dir={run_dir}",
+    ]
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 180
+    while not (run_dir / "checkpoints" / "last.ckpt").exists():
+        assert process.poll() is None and time.monotonic() < deadline, "no checkpoint in time"
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130
+    lines = [line for line in stderr.splitlines() if line.startswith("lrexp:")]
+    assert len(lines) == 1
+    assert f"resume with the same command plus hydra.run.dir={run_dir} ckpt_path=last" in lines[0]
+    assert "Traceback" not in stderr

@@ -104,7 +104,7 @@ def test_model_width_and_classes_follow_the_data(
     assert (model.linear.in_features, model.linear.out_features) == (width, outputs)
     assert model.hparams.class_counts == datamodule.class_counts
     assert sum(model.hparams.class_counts) == len(datamodule.splits["train"][1])
-    assert model.hparams.class_names == datamodule.label_names
+    assert model.hparams.class_names == list(datamodule.label_names)
 
 
 @pytest.mark.parametrize("data", ["toy", "mnist", "fashion_mnist", "cifar10"])

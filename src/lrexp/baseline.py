@@ -61,6 +61,13 @@ def _sklearn_model(arguments: dict[str, Any]) -> Any:
         raise LrexpError(f"sklearn: {err}") from None
 
 
+def balanced_accuracy(labels: np.ndarray, predicted: np.ndarray) -> float:
+    """The mean of the per-class recalls (scikit-learn's balanced_accuracy_score)."""
+    from sklearn.metrics import balanced_accuracy_score
+
+    return float(balanced_accuracy_score(labels, predicted))
+
+
 def split_arrays(loader: DataLoader) -> tuple[np.ndarray, np.ndarray]:
     """Every (features, label) a loader serves, as arrays (it yields groups of minibatches)."""
     pairs = [pair for group in loader for pair in group]
@@ -93,6 +100,8 @@ def baseline(cfg: DictConfig) -> dict[str, float]:
     metrics["sklearn/fit_s"] = time.perf_counter() - start
     for split in ("val", "test"):
         metrics[f"sklearn/{split}/acc"] = float(sklearn_model.score(*splits[split]))
+    x_test, y_test = splits["test"]
+    metrics["sklearn/test/balanced_acc"] = balanced_accuracy(y_test, sklearn_model.predict(x_test))
     start_run(run_dir, cfg, continuing=False)  # after every check, before the first file
 
     start = time.perf_counter()
@@ -100,6 +109,10 @@ def baseline(cfg: DictConfig) -> dict[str, float]:
     metrics["lrexp/fit_s"] = time.perf_counter() - start
     scores, best = score_best(trainer, model, datamodule)
     metrics |= {f"lrexp/{k}": v for k, v in scores.items() if "/acc/" not in k}
+    with torch.no_grad():
+        probs = model(torch.as_tensor(x_test, device=model.device)).cpu()
+    predicted = (probs >= 0.5).long() if probs.dim() == 1 else probs.argmax(1)
+    metrics["lrexp/test/balanced_acc"] = balanced_accuracy(y_test, predicted.numpy())
     for logger in trainer.loggers:
         logger.finalize("success")
 
@@ -125,7 +138,7 @@ def _print_side_by_side(metrics: dict[str, float]) -> None:
     table = Table(title="lrexp.baseline", header_style="bold")
     for column in ("", "lrexp", "scikit-learn"):
         table.add_column(column, justify="right" if column else "left")
-    for key in ("val/acc", "test/acc", "fit_s"):
+    for key in ("val/acc", "test/acc", "test/balanced_acc", "fit_s"):
         table.add_row(key, f"{metrics[f'lrexp/{key}']:.4f}", f"{metrics[f'sklearn/{key}']:.4f}")
     Console().print(table)
 

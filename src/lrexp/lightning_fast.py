@@ -103,8 +103,8 @@ def plain_step(optimizer: LightningOptimizer, loss: Tensor) -> None:
 def publish_to_trainer(trainer: L.Trainer, values: dict[str, float], progress_bar: bool) -> None:
     """Hand an epoch's metric values to the trainer without `LightningModule.log`.
 
-    Replaces: `log_dict`, which costs about a millisecond per key and call (more than a toy
-    epoch). Keeps: `trainer.callback_metrics` holds CPU tensors (ModelCheckpoint and
+    Replaces: `log_dict`, whose per-key bookkeeping on every call outweighs a small model's
+    epoch. Keeps: `trainer.callback_metrics` holds CPU tensors (ModelCheckpoint and
     EarlyStopping read and deep-copy them) and the progress bar shows the same floats.
     Test: tests/test_lightning_fast.py::test_fast_and_stock_paths_give_the_same_run.
     """
@@ -122,7 +122,7 @@ class FastProgressBar(callbacks.RichProgressBar):
     """RichProgressBar drawn only by its refresh thread.
 
     Replaces: the epoch-start `Progress.reset`, which redraws the whole display on the training
-    thread (a quarter to a third of the toy fit). Keeps: the bar's task states (description,
+    thread, once per epoch. Keeps: the bar's task states (description,
     completed, total, visible) end as Lightning's do; the reset asks the refresh thread for its
     next redraw (`soft_refresh`, Lightning >= 2.6.1), as every other update of the bar does.
     Test: tests/test_lightning_fast.py::test_progress_bar_ends_like_lightnings.
@@ -228,8 +228,8 @@ def relaunches_command_line(launcher: Any) -> bool:
 def exit_now(code: int) -> None:
     """End the process as a normal exit would, minus the interpreter's module teardown.
 
-    Replaces: the teardown of every module after torch and Lightning were imported (~3 s on 2
-    cores), which changes nothing anyone can see. Keeps: other threads are joined by the caller,
+    Replaces: the teardown of every module after torch and Lightning were imported, which
+    takes seconds and changes nothing anyone can see. Keeps: other threads are joined by the caller,
     atexit handlers run (logging, TensorBoard and Hydra close their files; `atexit._run_exitfuncs`
     is CPython's private runner of them), the standard streams are flushed.
     Test: tests/test_cli.py::test_run_as_command_ends_like_a_normal_exit.

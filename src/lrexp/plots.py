@@ -143,7 +143,8 @@ def confidently_wrong(
     for ax, i in zip(axes.flat, worst.tolist(), strict=False):
         image = images[i].permute(1, 2, 0).cpu().numpy()
         ax.imshow(image.squeeze(2) if image.shape[2] == 1 else image, cmap="gray")
-        title = f"true {names[labels[i]]}\npred {names[predicted[i]]} {confidence[i]:.2f}"
+        true, guess = names[int(labels[i])], names[int(predicted[i])]
+        title = f"true {true}\npred {guess} {confidence[i]:.2f}"
         ax.set_title(title, fontsize=7)
     if not len(worst):
         axes[0, 0].text(0.5, 0.5, "no test image misclassified", ha="center", va="center")

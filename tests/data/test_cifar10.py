@@ -65,6 +65,6 @@ def test_train_on_cifar10(
     assert status == 0
     assert json.loads((run_dir / "metrics.json").read_text())["test/acc"] > 0.9
     assert (
-        "val split: 10 samples, 5 (50.0 %) label 1 (cat), 5 label 0 (dog)"
+        "val split: 10 samples, 5 (50.0 %) label 0 (dog), 5 (50.0 %) label 1 (cat)"
         in capsys.readouterr().out
     )

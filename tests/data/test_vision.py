@@ -167,15 +167,15 @@ def test_normalize_without_statistics_says_so() -> None:
 
 def test_each_split_logs_its_class_balance_once(caplog: pytest.LogCaptureFixture) -> None:
     dm = squares()
-    with caplog.at_level(logging.INFO, logger="lrexp.data.vision"):
+    with caplog.at_level(logging.INFO, logger="lrexp.data.labels"):
         dm.setup("fit")
         dm.setup("validate")
         dm.setup("test")
-    lines = [r.getMessage() for r in caplog.records if r.name == "lrexp.data.vision"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "lrexp.data.labels"]
     assert lines == [
-        "train split: 6 samples, 3 (50.0 %) label 1 (light), 3 label 0 (dark)",
-        "val split: 2 samples, 1 (50.0 %) label 1 (light), 1 label 0 (dark)",
-        "test split: 8 samples, 4 (50.0 %) label 1 (light), 4 label 0 (dark)",
+        "train split: 6 samples, 3 (50.0 %) label 0 (dark), 3 (50.0 %) label 1 (light)",
+        "val split: 2 samples, 1 (50.0 %) label 0 (dark), 1 (50.0 %) label 1 (light)",
+        "test split: 8 samples, 4 (50.0 %) label 0 (dark), 4 (50.0 %) label 1 (light)",
     ]
 
 

@@ -101,14 +101,12 @@ class InMemoryDataset(Dataset):
 
 class Minibatches:
     """A loader item: a group of minibatches of in-memory tensors, each gathered only when it is
-    reached (gathering a whole group up front made an epoch about 20 % slower).
+    reached, so that a group never holds more than one minibatch's copy of the features.
 
-    Iterating gives fresh tensors. `staged()` gives the same minibatches with the features
-    gathered into one buffer that the loader reuses for every minibatch, so each is valid only
-    until the next is drawn: that is how the training step uses them. A fresh multi-megabyte
-    tensor per minibatch made an epoch at batch 1024 up to 1.7 times slower than the raw loop
-    whenever the C allocator handed that memory back to the system in between (about 7000 page
-    faults an epoch; benchmarks/throughput.py).
+    Iterating gives fresh tensors. `sharing_one_buffer()` gives the same minibatches with the
+    features gathered into one buffer that the loader reuses for every minibatch, so each is
+    valid only until the next is drawn: that is how the training step uses them, and no
+    minibatch allocates memory (benchmarks/README.md has what fresh tensors cost).
 
     Deliberately not a Sequence: the DataLoader's default_convert would rebuild it as a list,
     gathering everything.
