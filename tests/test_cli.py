@@ -89,7 +89,11 @@ BAD_INPUTS = [
     ("train", [*TRAIN, "model.class_weight=[1,2,3]"], "model.class_weight=[1, 2, 3]"),
     ("train", [*TRAIN, "model.class_weight=[1,-1]"], "model.class_weight=[1, -1]"),
     ("train", [*TRAIN, "model.class_weight=heavy"], "model.class_weight='heavy'"),
-    ("train", [*TRAIN, "model.optimizer=lbfgs", "model.momentum=0.9"], "model.momentum=0.9"),
+    (
+        "train",
+        [*TRAIN, "model.optimizer=lbfgs", "model.weight_decay=0.1"],
+        "model.weight_decay=0.1",
+    ),
     ("train", [*TRAIN, "model.optimizer=lbfgs", "model.l1_ratio=1"], "model.l1_ratio=1"),
     ("train", [*TRAIN, "data.classes=[1,1,2]"], "data.classes lists class 1 twice"),
     ("train", [*TRAIN, "data.classes=[zebra,1,2]"], "data.classes holds unknown class 'zebra'"),

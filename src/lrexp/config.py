@@ -103,7 +103,7 @@ def _check_solver(model: DictConfig) -> None:
     if optimizer == "lbfgs":
         cannot = {
             "l1_ratio": "L1 needs a proximal or orthant-wise solver: use model.optimizer=sgd",
-            "momentum": "L-BFGS has no momentum",
+            "weight_decay": "L-BFGS takes none: model.C sets the L2 penalty",
         }
         for key, why in cannot.items():
             if model.get(key):

@@ -152,10 +152,32 @@ def confidently_wrong(
     return figure
 
 
+def coefficients(rows: Sequence[dict], top: int = 20) -> Figure:
+    """The largest weights of each class as horizontal bars, with their odds ratios."""
+    classes = list(dict.fromkeys(r["class"] for r in rows))
+    figure = Figure(figsize=(6 * min(len(classes), 3), 0.3 * top + 1.5))
+    axes = np.atleast_1d(figure.subplots(1, min(len(classes), 3)))
+    for ax, name in zip(axes, classes, strict=False):
+        shown = [r for r in rows if r["class"] == name][:top][::-1]
+        weights = [r["weight"] for r in shown]
+        ax.barh(
+            [r["feature"] for r in shown],
+            weights,
+            color=["tab:red" if w > 0 else "tab:blue" for w in weights],
+        )
+        for i, r in enumerate(shown):
+            ax.annotate(f" ×{r['odds_ratio']:.3g}", (r["weight"], i), va="center", fontsize=7)
+        ax.axvline(0, color="black", linewidth=0.8)
+        ax.set_title(f"{name}: largest weights (odds ratio per unit)")
+        ax.set_xlabel("weight (log-odds per standardised unit)")
+    return figure
+
+
 def run_figures(model: LogisticRegression, datamodule: L.LightningDataModule) -> dict[str, Figure]:
     """Every picture for a fitted (and tested) model: the decision curve for the toy data; for
     images the weights and the test split's confusion matrix, worst mistakes (and ROC for two
-    labels); whatever else the DataModule draws (e.g. a table's coefficients)."""
+    labels); for tables the largest coefficients."""
+    from lrexp.coefficients import coefficient_rows
     from lrexp.data.toy import is_toy
 
     weight, bias = model.linear.weight.detach(), model.linear.bias.detach()
@@ -163,8 +185,9 @@ def run_figures(model: LogisticRegression, datamodule: L.LightningDataModule) ->
         hours, passed = datamodule.hparams.hours, datamodule.hparams.passed
         return {"decision_curve": decision_curve(weight.item(), bias.item(), hours, passed)}
     figures = {}
-    if hasattr(datamodule, "figures"):
-        figures |= datamodule.figures(model)
+    if hasattr(datamodule, "feature_names"):  # a table: its coefficients by name
+        rows = coefficient_rows(weight, datamodule.feature_names, datamodule.label_names)
+        figures["coefficients"] = coefficients(rows)
     raw, labels = datamodule.splits["test"]
     with torch.no_grad():
         probs = model(datamodule.preprocess(raw.to(model.device))).cpu()

@@ -168,10 +168,16 @@ def finish(
     hyper-parameters (when `cfg` is given; TensorBoard's HPARAMS tab gets the metrics as hp/...),
     the loggers closed, metrics.json, and the closing summary. Returns metrics.json's path."""
     from lrexp import plots
+    from lrexp.coefficients import COEFFICIENTS_FILE, coefficient_rows, coefficients_csv
 
     if not trainer.is_global_zero:
         return None
     save_figures(run_dir, plots.run_figures(model, datamodule), trainer.loggers)
+    if hasattr(datamodule, "feature_names"):  # a table: its coefficients by name
+        rows = coefficient_rows(
+            model.linear.weight, datamodule.feature_names, datamodule.label_names
+        )
+        write_atomic(run_dir / COEFFICIENTS_FILE, coefficients_csv(rows))
     for logger in trainer.loggers:
         if cfg is not None:
             params = OmegaConf.to_container(cfg, resolve=True)

@@ -110,9 +110,10 @@ def configure(model: LogisticRegression) -> dict[str, Any]:
             history_size=10,
             line_search_fn="strong_wolfe",
         )
+    unused = {"adam": ["momentum"], "lbfgs": ["momentum", "scheduler"]}.get(hp.optimizer, [])
+    if said := [f"model.{key}={hp[key]}" for key in unused if hp[key]]:
+        log.info(f"{', '.join(said)}: not used by {hp.optimizer}")
     if hp.scheduler is None or hp.optimizer == "lbfgs":
-        if hp.scheduler is not None:
-            log.info(f"model.scheduler={hp.scheduler}: not used by lbfgs (its line search steps)")
         return {"optimizer": optimizer}
     if hp.scheduler == "plateau":
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.1, patience=1)

@@ -462,3 +462,67 @@ def test_features_agree_with_scikit_learns_scaler_and_one_hot_encoder(tmp_path: 
     for split, rows in (("train", train), ("test", test.drop(columns="target"))):
         expected = sklearn.transform(rows)
         np.testing.assert_allclose(features(datamodule, split).numpy(), expected, rtol=0, atol=1e-5)
+
+
+def test_a_table_run_agrees_with_scikit_learns_pipeline_end_to_end(
+    tmp_path: Path, run_main
+) -> None:
+    """train (lbfgs, C=1) on a table with a string target and a categorical column, then eval
+    and predict: probabilities equal scikit-learn's StandardScaler + OneHotEncoder +
+    LogisticRegression(C=1) on the same split to 2e-3; coefficients.csv names every feature."""
+    import json
+
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    from lrexp import eval as eval_
+    from lrexp import predict, train
+
+    frame = cancer_frame()
+    frame["target"] = np.where(frame["target"] == 1, "benign", "malignant")
+    path = write(frame, tmp_path / "cancer.csv")
+    run = tmp_path / "run"
+    common = ["data=table", f"data.path={path}", "data.target=target"]
+    overrides = [*common, "model.optimizer=lbfgs", "model.C=1", "trainer.max_epochs=3"]
+    assert run_main(train.main, *overrides, "logger=none", f"hydra.run.dir={run}") == 0
+
+    datamodule = fitted(path)
+    rows = datamodule.split_rows
+    numeric = [c for c in frame if c not in ("target", "color")]
+    reference = make_pipeline(
+        ColumnTransformer(
+            [("num", StandardScaler(), numeric), ("cat", OneHotEncoder(), ["color"])]
+        ),
+        LogisticRegression(C=1.0, tol=1e-10, max_iter=10_000),
+    )
+    reference.fit(frame.iloc[rows["train"]], frame["target"].iloc[rows["train"]])
+    assert list(reference.classes_) == ["benign", "malignant"]  # label 1: malignant
+    expected = reference.predict_proba(frame.iloc[rows["test"]])[:, 1]
+
+    test_rows = tmp_path / "test_rows.csv"
+    write(frame.iloc[rows["test"]].drop(columns="target"), test_rows)
+    out = tmp_path / "predict"
+    status = run_main(
+        predict.main,
+        f"ckpt_path={run / 'checkpoints/last.ckpt'}",
+        f"inputs={test_rows}",
+        f"hydra.run.dir={out}",
+    )
+    assert status == 0
+    predicted = pd.read_csv(out / "predictions.csv")
+    assert list(predicted.columns) == ["input", "p_label_1", "label"]
+    np.testing.assert_allclose(predicted["p_label_1"], expected, atol=2e-3)
+
+    coefficients = pd.read_csv(run / "coefficients.csv")
+    assert set(coefficients["feature"]) == {*numeric, *(f"color={c}" for c in COLORS)}
+    np.testing.assert_allclose(coefficients["odds_ratio"], np.exp(coefficients["weight"]))
+    assert (run / "figures" / "coefficients.png").is_file()
+
+    evaluated = tmp_path / "eval"
+    ckpt = f"ckpt_path={run / 'checkpoints/last.ckpt'}"
+    assert run_main(eval_.main, ckpt, "logger=none", f"hydra.run.dir={evaluated}") == 0
+    scores = json.loads((evaluated / "metrics.json").read_text())
+    trained = json.loads((run / "metrics.json").read_text())
+    assert scores["test/acc"] == pytest.approx(trained["test/acc"])
