@@ -37,17 +37,51 @@ def test_weight_map_centres_a_diverging_scale_at_zero(shape: tuple[int, ...], ma
 
 def test_confidently_wrong_shows_the_surest_mistakes_first() -> None:
     images = torch.zeros(5, 1, 28, 28, dtype=torch.uint8)
-    labels = torch.tensor([0.0, 1.0, 0.0, 1.0, 1.0])
-    probs = torch.tensor([0.7, 0.1, 0.95, 0.9, 0.4])  # wrong: 0 (0.7), 1 (0.1), 2 (0.95), 4
+    labels = torch.tensor([0, 1, 0, 1, 1])
+    probs = torch.tensor([0.7, 0.1, 0.95, 0.9, 0.4])  # wrong: 0 (0.7), 1 (0.9), 2 (0.95), 4
     figure = plots.confidently_wrong(images, labels, probs, ("sneaker", "sandal"), count=3)
     titles = [ax.get_title() for ax in figure.axes if ax.get_title()]
-    assert titles == ["P(1)=0.95\nlabel 0", "P(1)=0.10\nlabel 1", "P(1)=0.70\nlabel 0"]
+    assert titles == [
+        "true sneaker\npred sandal 0.95",
+        "true sandal\npred sneaker 0.90",
+        "true sneaker\npred sandal 0.70",
+    ]
+
+
+def test_confidently_wrong_names_true_and_predicted_classes_for_k_classes() -> None:
+    images = torch.zeros(3, 1, 28, 28, dtype=torch.uint8)
+    labels = torch.tensor([0, 1, 2])
+    probs = torch.tensor([[0.1, 0.8, 0.1], [0.2, 0.7, 0.1], [0.6, 0.1, 0.3]])  # 0 and 2 wrong
+    figure = plots.confidently_wrong(images, labels, probs, ("cat", "dog", "frog"))
+    titles = [ax.get_title() for ax in figure.axes if ax.get_title()]
+    assert titles == ["true cat\npred dog 0.80", "true frog\npred cat 0.60"]
+
+
+@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32)])
+def test_weight_templates_share_one_scale_centred_at_zero(shape: tuple[int, ...]) -> None:
+    weight = torch.linspace(-2, 1, 3 * math.prod(shape)).reshape(3, -1)
+    figure = plots.weight_templates(weight, shape, ("cat", "dog", "frog"))
+    images = [image for ax in figure.axes for image in ax.get_images()]
+    assert [ax.get_title() for ax in figure.axes if ax.get_images()] == ["cat", "dog", "frog"]
+    if shape[0] == 1:
+        assert all(image.get_clim() == (-2.0, 2.0) and image.norm(0.0) == 0.5 for image in images)
+    else:  # RGB: zero is mid-grey, -limit black, +limit white, one scale for all
+        first = images[0].get_array()
+        assert first.shape == (32, 32, 3) and first.min() == 0.0
+        assert images[-1].get_array().max() == pytest.approx(0.75)
+
+
+def test_a_k_class_confusion_matrix_names_its_classes() -> None:
+    probs = torch.eye(3)[[0, 1, 2, 2]]
+    figure = plots.confusion_matrix(probs, torch.tensor([0, 1, 2, 1]), ["cat", "dog", "frog"])
+    ax = figure.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["cat", "dog", "frog"]
 
 
 def test_confidently_wrong_says_when_nothing_is_wrong() -> None:
     figure = plots.confidently_wrong(
         torch.zeros(2, 3, 32, 32, dtype=torch.uint8),
-        torch.tensor([0.0, 1.0]),
+        torch.tensor([0, 1]),
         torch.tensor([0.2, 0.8]),
         ("sneaker", "sandal"),
     )

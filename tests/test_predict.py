@@ -71,3 +71,69 @@ def test_predict_refuses_a_glob_that_matches_nothing(
     )
     assert "matches no file" in capsys.readouterr().err
     assert not list(run_dir.glob("*"))  # Hydra made the dir; nothing went in
+
+
+@pytest.fixture(scope="module")
+def trained_ten_classes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Softmax regression over all ten classes of fabricated Fashion-MNIST."""
+    from lrexp.train import main as train_main
+    from tests.conftest import write_mnist_like
+
+    root = tmp_path_factory.mktemp("ten_classes")
+    write_mnist_like(root / "data" / "FashionMNIST" / "raw")
+    overrides = (
+        "data=fashion_mnist",
+        f"paths.data_dir={root / 'data'}",
+        "data.system_dir=null",
+        "data.classes=all",
+        "trainer.max_epochs=5",
+        "logger=none",
+        f"hydra.run.dir={root / 'run'}",
+    )
+    assert run_entry(train_main, *overrides) == 0
+    return root / "run"
+
+
+def test_a_ten_class_run_reports_multiclass_metrics_and_pictures(
+    trained_ten_classes: Path,
+) -> None:
+    metrics = json.loads((trained_ten_classes / "metrics.json").read_text())
+    names = ["t-shirt", "trouser", "pullover", "dress", "coat"]
+    names += ["sandal", "shirt", "sneaker", "bag", "ankle-boot"]
+    assert {f"test/acc/{n}" for n in names} <= metrics.keys()
+    assert metrics["test/acc"] > 0.8  # the fabricated classes are linearly separable
+    per_class = [metrics[f"test/acc/{n}"] for n in names]
+    assert metrics["test/acc"] == pytest.approx(sum(per_class) / 10)  # 10 test images a class
+    figures = {p.stem for p in (trained_ten_classes / "figures").glob("*.png")}
+    assert figures == {"weights", "confusion_matrix", "confidently_wrong"}
+
+
+def test_predict_gives_every_class_probability_and_the_top_two(
+    trained_ten_classes: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    ckpt = trained_ten_classes / "checkpoints" / "last.ckpt"
+    model, datamodule = restore(OmegaConf.create({"data": None}), ckpt)
+    datamodule.setup("test")
+    images, labels = datamodule.splits["test"]
+    for i in range(3):
+        Image.fromarray(images[i, 0].numpy(), mode="L").save(tmp_path / f"item{i}.png")
+    run_dir = tmp_path / "run"
+    status = run_entry(
+        main, f"ckpt_path={ckpt}", f"inputs={tmp_path}/*.png", f"hydra.run.dir={run_dir}"
+    )
+    assert status == 0
+    rows = read_rows(run_dir)
+    names = datamodule.label_names
+    assert list(rows[0]) == ["input", *(f"p_{n}" for n in names), "label"]
+    with torch.no_grad():
+        expected = model(datamodule.preprocess(images[:3]))
+    for row, probs in zip(rows, expected, strict=True):
+        got = [float(row[f"p_{n}"]) for n in names]
+        assert sum(got) == pytest.approx(1, abs=1e-5)
+        assert got == pytest.approx(probs.tolist(), abs=1e-6)
+        assert row["label"] == names[int(probs.argmax())]
+    out = capsys.readouterr().out
+    values, indices = expected[0].topk(2)
+    first_line = next(line for line in out.splitlines() if line.startswith(rows[0]["input"]))
+    assert f"{names[int(indices[0])]} ({values[0]:.4f})" in first_line  # the top class
+    assert f"{names[int(indices[1])]} ({values[1]:.4f})" in first_line  # the runner-up
