@@ -6,17 +6,21 @@ pickled batches (CIFAR-10) themselves and read them back through the real loader
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
+import logging
+import os
 import pickle
 import struct
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
 
 from lrexp.data.cifar10 import CIFAR10DataModule
 from lrexp.data.mnist import RAW_FILES
@@ -96,14 +100,76 @@ def cifar_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "data"
 
 
+@contextlib.contextmanager
+def process_state_kept() -> Iterator[None]:
+    """Undo what a run does to this process that a command-line run leaves to the process's end:
+
+    - the root logger's handlers: Hydra's console handler writes to the sys.stdout of its run
+      (in a test, pytest's capture stream, closed after that test: a later log record gives
+      "I/O operation on closed file"), and lrexp's <job>.log FileHandler stays open on the run
+      dir; both are closed and the handlers from before are put back;
+    - HydraConfig: Hydra sets it for the whole sweep (-m) and for --cfg, and never resets it,
+      so a later in-process call would see the earlier run's mode and overrides;
+    - os.environ: Lightning's seed_everything sets PL_GLOBAL_SEED and PL_SEED_WORKERS, and
+      deterministic=True sets CUBLAS_WORKSPACE_CONFIG; every later subprocess would inherit them
+      (and seed_everything(None) would read the leaked seed).
+    """
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    environ = dict(os.environ)
+    try:
+        yield
+    finally:
+        for handler in root.handlers:
+            if handler not in handlers:
+                handler.close()
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        HydraConfig.instance().cfg = None
+        if dict(os.environ) != environ:
+            os.environ.clear()
+            os.environ.update(environ)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _subprocesses_run_these_sources() -> Iterator[None]:
+    """A `python -m lrexp.X` subprocess imports the lrexp these tests import, from any cwd.
+
+    PYTHONPATH=src is relative: a subprocess started in a tmp dir would not find src/ and would
+    import whatever lrexp the environment has installed (an editable install of another
+    checkout, mid-edit), so its result depended on that other tree."""
+    import sysconfig
+
+    import lrexp
+
+    source = str(Path(lrexp.__file__).resolve().parents[1])
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if source == sysconfig.get_paths()["purelib"]:  # installed: every subprocess finds it
+        yield
+        return
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PYTHONPATH", os.pathsep.join([source, *paths]))
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _process_state_kept() -> Iterator[None]:
+    """Every test leaves the process as it found it (see process_state_kept)."""
+    with process_state_kept():
+        yield
+
+
 def run_entry(main: Callable[[], None], *overrides: str) -> int:
     """Run an entry point's main() in this process with command-line overrides; return its exit
-    status. In-process runs skip the ~10 s import of lightning that a subprocess pays."""
+    status. In-process runs skip the ~10 s import of lightning that a subprocess pays. The run
+    leaves no logging handler, Hydra state or environment variable behind, even when a session
+    or module fixture makes it (outside any test's own clean-up)."""
     argv = sys.argv
     sys.argv = ["lrexp", *overrides]
     GlobalHydra.instance().clear()
     try:
-        main()
+        with process_state_kept():
+            main()
     except SystemExit as exit_:
         return int(exit_.code or 0)
     finally:
