@@ -26,17 +26,24 @@ from lrexp.data.cifar10 import CIFAR10DataModule
 from lrexp.data.mnist import RAW_FILES
 
 N_TRAIN, N_TEST = 200, 100
+FAINT = 8  # a faint image's class pattern: 0 to 7 brighter than its noise (0 to 59)
 
 
-def synthetic_images(n: int, shape: tuple[int, ...], seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Images whose class is visible in their brightness pattern, so a linear model learns it."""
+def synthetic_images(
+    n: int, shape: tuple[int, ...], seed: int, faint: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Images whose class is visible in their brightness pattern, so a linear model learns it:
+    clearly, or (faint) barely, with a random brightness per image, so that a small model
+    errs on some test images and its AUROC, F1 and calibration are not those of a perfect
+    one."""
     rng = np.random.default_rng(seed)
     labels = np.arange(n) % 10
     images = rng.integers(0, 60, size=(n, *shape), dtype=np.uint8)
     flat = images.reshape(n, -1)
     width = flat.shape[1] // 10
+    brightness = rng.integers(0, FAINT, size=n) if faint else np.full(n, 150)
     for i, label in enumerate(labels):
-        flat[i, label * width : (label + 1) * width] += 150
+        flat[i, label * width : (label + 1) * width] += np.uint8(brightness[i])
     return images, labels.astype(np.uint8)
 
 
@@ -46,11 +53,11 @@ def write_idx(path: Path, array: np.ndarray) -> None:
     path.write_bytes(header + array.astype(np.uint8).tobytes())
 
 
-def write_mnist_like(raw_dir: Path, compress: bool = False) -> Path:
+def write_mnist_like(raw_dir: Path, compress: bool = False, faint: bool = False) -> Path:
     """The four IDX files of MNIST/Fashion-MNIST (optionally .gz, as Debian ships them)."""
     raw_dir.mkdir(parents=True, exist_ok=True)
-    train_x, train_y = synthetic_images(N_TRAIN, (28, 28), seed=0)
-    test_x, test_y = synthetic_images(N_TEST, (28, 28), seed=1)
+    train_x, train_y = synthetic_images(N_TRAIN, (28, 28), seed=0, faint=faint)
+    test_x, test_y = synthetic_images(N_TEST, (28, 28), seed=1, faint=faint)
     for name, array in zip(RAW_FILES, (train_x, train_y, test_x, test_y), strict=True):
         path = raw_dir / name
         write_idx(path, array)

@@ -91,4 +91,6 @@ def test_staged_minibatches_are_the_plain_ones_gathered_into_one_reused_buffer()
         assert torch.equal(px, sx) and torch.equal(py, sy)
     assert len({ptr for *_, ptr in staged}) == 1  # one buffer, every minibatch
     (again,) = list(loader)
-    assert next(again.sharing_one_buffer())[0].data_ptr() == staged[0][2]  # kept by the loader across items
+    assert (
+        next(again.sharing_one_buffer())[0].data_ptr() == staged[0][2]
+    )  # kept by the loader across items
