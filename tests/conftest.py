@@ -6,33 +6,44 @@ pickled batches (CIFAR-10) themselves and read them back through the real loader
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
+import logging
+import os
 import pickle
 import struct
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
 
 from lrexp.data.cifar10 import CIFAR10DataModule
 from lrexp.data.mnist import RAW_FILES
 
 N_TRAIN, N_TEST = 200, 100
+FAINT = 8  # a faint image's class pattern: 0 to 7 brighter than its noise (0 to 59)
 
 
-def synthetic_images(n: int, shape: tuple[int, ...], seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Images whose class is visible in their brightness pattern, so a linear model learns it."""
+def synthetic_images(
+    n: int, shape: tuple[int, ...], seed: int, faint: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Images whose class is visible in their brightness pattern, so a linear model learns it:
+    clearly, or (faint) barely, with a random brightness per image, so that a small model
+    errs on some test images and its AUROC, F1 and calibration are not those of a perfect
+    one."""
     rng = np.random.default_rng(seed)
     labels = np.arange(n) % 10
     images = rng.integers(0, 60, size=(n, *shape), dtype=np.uint8)
     flat = images.reshape(n, -1)
     width = flat.shape[1] // 10
+    brightness = rng.integers(0, FAINT, size=n) if faint else np.full(n, 150)
     for i, label in enumerate(labels):
-        flat[i, label * width : (label + 1) * width] += 150
+        flat[i, label * width : (label + 1) * width] += np.uint8(brightness[i])
     return images, labels.astype(np.uint8)
 
 
@@ -42,11 +53,11 @@ def write_idx(path: Path, array: np.ndarray) -> None:
     path.write_bytes(header + array.astype(np.uint8).tobytes())
 
 
-def write_mnist_like(raw_dir: Path, compress: bool = False) -> Path:
+def write_mnist_like(raw_dir: Path, compress: bool = False, faint: bool = False) -> Path:
     """The four IDX files of MNIST/Fashion-MNIST (optionally .gz, as Debian ships them)."""
     raw_dir.mkdir(parents=True, exist_ok=True)
-    train_x, train_y = synthetic_images(N_TRAIN, (28, 28), seed=0)
-    test_x, test_y = synthetic_images(N_TEST, (28, 28), seed=1)
+    train_x, train_y = synthetic_images(N_TRAIN, (28, 28), seed=0, faint=faint)
+    test_x, test_y = synthetic_images(N_TEST, (28, 28), seed=1, faint=faint)
     for name, array in zip(RAW_FILES, (train_x, train_y, test_x, test_y), strict=True):
         path = raw_dir / name
         write_idx(path, array)
@@ -96,14 +107,76 @@ def cifar_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "data"
 
 
+@contextlib.contextmanager
+def process_state_kept() -> Iterator[None]:
+    """Undo what a run does to this process that a command-line run leaves to the process's end:
+
+    - the root logger's handlers: Hydra's console handler writes to the sys.stdout of its run
+      (in a test, pytest's capture stream, closed after that test: a later log record gives
+      "I/O operation on closed file"), and lrexp's <job>.log FileHandler stays open on the run
+      dir; both are closed and the handlers from before are put back;
+    - HydraConfig: Hydra sets it for the whole sweep (-m) and for --cfg, and never resets it,
+      so a later in-process call would see the earlier run's mode and overrides;
+    - os.environ: Lightning's seed_everything sets PL_GLOBAL_SEED and PL_SEED_WORKERS, and
+      deterministic=True sets CUBLAS_WORKSPACE_CONFIG; every later subprocess would inherit them
+      (and seed_everything(None) would read the leaked seed).
+    """
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    environ = dict(os.environ)
+    try:
+        yield
+    finally:
+        for handler in root.handlers:
+            if handler not in handlers:
+                handler.close()
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        HydraConfig.instance().cfg = None
+        if dict(os.environ) != environ:
+            os.environ.clear()
+            os.environ.update(environ)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _subprocesses_run_these_sources() -> Iterator[None]:
+    """A `python -m lrexp.X` subprocess imports the lrexp these tests import, from any cwd.
+
+    PYTHONPATH=src is relative: a subprocess started in a tmp dir would not find src/ and would
+    import whatever lrexp the environment has installed (an editable install of another
+    checkout, mid-edit), so its result depended on that other tree."""
+    import sysconfig
+
+    import lrexp
+
+    source = str(Path(lrexp.__file__).resolve().parents[1])
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if source == sysconfig.get_paths()["purelib"]:  # installed: every subprocess finds it
+        yield
+        return
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PYTHONPATH", os.pathsep.join([source, *paths]))
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _process_state_kept() -> Iterator[None]:
+    """Every test leaves the process as it found it (see process_state_kept)."""
+    with process_state_kept():
+        yield
+
+
 def run_entry(main: Callable[[], None], *overrides: str) -> int:
     """Run an entry point's main() in this process with command-line overrides; return its exit
-    status. In-process runs skip the ~10 s import of lightning that a subprocess pays."""
+    status. In-process runs skip the ~10 s import of lightning that a subprocess pays. The run
+    leaves no logging handler, Hydra state or environment variable behind, even when a session
+    or module fixture makes it (outside any test's own clean-up)."""
     argv = sys.argv
     sys.argv = ["lrexp", *overrides]
     GlobalHydra.instance().clear()
     try:
-        main()
+        with process_state_kept():
+            main()
     except SystemExit as exit_:
         return int(exit_.code or 0)
     finally:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
+import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,11 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from lrexp import plots
 
 IMAGE_FIGURES = ("weights", "roc", "confusion_matrix", "confidently_wrong")
+# What the TensorBoard server must serve: curves of both runs, pictures, hparams columns.
+SCALARS = {"train/loss", "val/acc", "val/auroc", "test/acc"}
+MNIST_IMAGES = {f"figures/{name}" for name in IMAGE_FIGURES}
+HPARAMS = {"model/lr", "data/_target_", "seed"}
+HP_METRICS = {"hp/test/acc", "hp/val/loss"}
 
 
 @pytest.mark.parametrize(("shape", "maps"), [((1, 28, 28), 1), ((3, 32, 32), 3)])
@@ -98,61 +102,79 @@ def test_an_image_run_leaves_every_picture_in_figures_and_tensorboard(trained_mn
         assert (image.height, image.width) == plt.imread(png).shape[:2]  # the same picture
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _get(url: str, data: bytes | None = None) -> dict:
     request = urllib.request.Request(url, data, {"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read())
 
 
+def _serving_url(log: Path, server: subprocess.Popen, deadline: float) -> str:
+    """The address the server reports once it listens: it binds a port the system chose
+    (--port=0), so no other process can take that port between a choice and the bind."""
+    while not (found := re.search(r"TensorBoard \S+ at (http://\S+?)/? ", log.read_text())):
+        assert server.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, f"tensorboard not serving:\n{log.read_text()}"
+        time.sleep(0.1)
+    return found[1]
+
+
+def _not_served_yet(scalars: dict, images: dict, experiment: dict) -> list[str]:
+    """What the test expects that the server does not serve (yet: it loads each run's event
+    files, several per run, in the background)."""
+    expected = {
+        "scalars": (scalars, {run: SCALARS for run in ("toy", "mnist")}),
+        "images": (images, {"toy": {"figures/decision_curve"}, "mnist": MNIST_IMAGES}),
+    }
+    missing = [
+        f"{kind} {run} {sorted(tags - served.get(run, {}).keys())}"
+        for kind, (served, runs) in expected.items()
+        for run, tags in runs.items()
+        if not tags <= served.get(run, {}).keys()
+    ]
+    hparams = {info["name"] for info in experiment.get("hparamInfos", [])}
+    metrics = {info["name"]["tag"] for info in experiment.get("metricInfos", [])}
+    missing += [f"hparam {name}" for name in sorted(HPARAMS - hparams)]
+    missing += [f"hparams metric {name}" for name in sorted(HP_METRICS - metrics)]
+    return missing
+
+
 def test_a_tensorboard_server_serves_the_runs_curves_pictures_and_hparams(
     trained_toy: Path, trained_mnist: Path, tmp_path: Path
 ) -> None:
-    """A real `tensorboard` on 127.0.0.1, asked over its HTTP API, as the browser would."""
+    """A real `tensorboard` on 127.0.0.1, asked over its HTTP API, as the browser would; waited
+    for (90 s at most) until it serves every curve, picture and hparams entry checked here."""
     logdir = tmp_path / "outputs"  # `tensorboard --logdir outputs` over two runs
     shutil.copytree(trained_toy / "tensorboard", logdir / "toy")
     shutil.copytree(trained_mnist / "tensorboard", logdir / "mnist")
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}/data/plugin"
-    log = (tmp_path / "tensorboard.log").open("w")
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tensorboard.main",
-            f"--logdir={logdir}",
-            "--host=127.0.0.1",
-            f"--port={port}",
-            "--reload_interval=1",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    log_path = tmp_path / "tensorboard.log"
+    with log_path.open("w") as log:
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tensorboard.main",
+                f"--logdir={logdir}",
+                "--host=127.0.0.1",
+                "--port=0",
+                "--reload_interval=1",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
         deadline = time.monotonic() + 90
-        scalars: dict = {}
-        while not all("test/acc" in scalars.get(run, {}) for run in ("toy", "mnist")):
-            assert server.poll() is None, (tmp_path / "tensorboard.log").read_text()
-            assert time.monotonic() < deadline, f"no complete runs after 90 s: {scalars}"
+        url = f"{_serving_url(log_path, server, deadline)}/data/plugin"
+        query = json.dumps({"experimentName": ""}).encode()
+        while True:
+            scalars = _get(f"{url}/scalars/tags")
+            images = _get(f"{url}/images/tags")
+            experiment = _get(f"{url}/hparams/experiment", query)
+            missing = _not_served_yet(scalars, images, experiment)
+            if not missing:
+                break
+            assert server.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, f"not served after 90 s: {missing}"
             time.sleep(0.5)
-            with contextlib.suppress(OSError):  # not listening yet
-                scalars = _get(f"{url}/scalars/tags")
-        images = _get(f"{url}/images/tags")
-        experiment = _get(f"{url}/hparams/experiment", json.dumps({"experimentName": ""}).encode())
     finally:
         server.kill()
         server.wait(timeout=30)
-        log.close()
-    for run in ("toy", "mnist"):
-        assert {"train/loss", "val/acc", "val/auroc", "test/acc"} <= scalars[run].keys()
-    assert "figures/decision_curve" in images["toy"]
-    assert {f"figures/{name}" for name in IMAGE_FIGURES} <= images["mnist"].keys()
-    hparams = {info["name"] for info in experiment["hparamInfos"]}
-    metrics = {info["name"]["tag"] for info in experiment["metricInfos"]}
-    assert {"model/lr", "data/_target_", "seed"} <= hparams
-    assert {"hp/test/acc", "hp/val/loss"} <= metrics

@@ -22,14 +22,28 @@ def test_epoch_permutation_depends_on_seed_and_epoch_only() -> None:
     assert not torch.equal(first, epoch_permutation(100, seed=8, epoch=3))
 
 
+def test_every_seed_and_epoch_pair_has_its_own_order() -> None:
+    """Not a function of seed + epoch (nor of any other mix of the two that collides): runs
+    with seeds 0 and 1 must not replay each other's epochs one epoch apart."""
+    pairs = [(seed, epoch) for seed in range(4) for epoch in range(4)]
+    orders = {tuple(epoch_permutation(100, seed, epoch).tolist()) for seed, epoch in pairs}
+    assert len(orders) == len(pairs)
+
+
 def test_a_resumed_sampler_replays_the_epoch_of_an_uninterrupted_one() -> None:
+    """A fresh sampler told the epoch (as Lightning does on resume) serves that epoch's batches,
+    which differ from every other epoch's."""
     uninterrupted = EpochBatches(50, 8, 2, shuffle=True, seed=1)
+    epochs = []
     for epoch in range(3):
         uninterrupted.set_epoch(epoch)
-        batches = flat(uninterrupted)
+        epochs.append(flat(uninterrupted))
+    assert epochs[0] != epochs[1] != epochs[2] != epochs[0]  # set_epoch changes the order
     resumed = EpochBatches(50, 8, 2, shuffle=True, seed=1)
     resumed.set_epoch(2)
-    assert flat(resumed) == batches
+    assert flat(resumed) == epochs[2]
+    expected = epoch_permutation(50, seed=1, epoch=2).split(8)
+    assert flat(resumed) == [batch.tolist() for batch in expected]
 
 
 def test_groups_hold_minibatches_per_step_minibatches_and_len_counts_groups() -> None:
