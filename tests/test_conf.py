@@ -223,3 +223,9 @@ def test_trainer_arguments_reach_lightning(
         assert read(build_trainer(cfg)[0]) == expected
     finally:
         torch.use_deterministic_algorithms(False)
+
+
+@pytest.mark.parametrize("key", ["minibatches_per_step", "batches_per_fetch"])
+def test_minibatches_per_step_keeps_its_earlier_name(key: str, tmp_path: Path) -> None:
+    cfg = compose_train(["data=mnist", f"data.{key}=8"], tmp_path)
+    assert instantiate(cfg.data).minibatches_per_step == 8

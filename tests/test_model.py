@@ -35,7 +35,7 @@ class Curves(Logger):
 def data() -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(1)
     x = torch.randn(N, FEATURES, generator=generator)
-    return x, (x[:, 0] + torch.randn(N, generator=generator) > 0).float()
+    return x, (x[:, 0] + torch.randn(N, generator=generator) > 0).long()
 
 
 def hand_computed_epoch_losses() -> list[tuple[list[float], list[int]]]:
@@ -48,7 +48,8 @@ def hand_computed_epoch_losses() -> list[tuple[list[float], list[int]]]:
     for epoch in range(EPOCHS):
         losses, sizes = [], []
         for idx in epoch_permutation(N, SEED, epoch).split(BATCH):
-            loss = F.binary_cross_entropy_with_logits(linear(x[idx]).squeeze(-1), y[idx])
+            logits = linear(x[idx]).squeeze(-1)
+            loss = F.binary_cross_entropy_with_logits(logits, y[idx].float())
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

@@ -94,7 +94,8 @@ def test_no_gpu_stops_before_training_with_the_cpu_command(
 
 def test_the_command_line_run_shows_no_warning_that_does_not_apply(tmp_path: Path) -> None:
     """Lightning warns that log_every_n_steps exceeds the toy's one batch an epoch (lrexp logs
-    whole epochs, so no curve loses a point) and about its own use of a deprecated torch API."""
+    whole epochs, so no curve loses a point) and about its own use of a deprecated torch API,
+    and advertises its cloud logger: none of it concerns the run."""
     command = [sys.executable, "-m", "lrexp.train", "data=toy", "trainer.max_epochs=50"]
     proc = subprocess.run(
         [*command, f"hydra.run.dir={tmp_path / 'run'}"], capture_output=True, text=True, timeout=300
@@ -103,3 +104,4 @@ def test_the_command_line_run_shows_no_warning_that_does_not_apply(tmp_path: Pat
     assert (tmp_path / "run" / "metrics.json").is_file()
     assert "log_every_n_steps" not in proc.stderr
     assert "LeafSpec" not in proc.stderr
+    assert "litlogger" not in proc.stderr + proc.stdout

@@ -355,13 +355,13 @@ def test_checkpoints_are_replaced_whole_or_not_at_all(
 
 def test_the_trainer_writes_checkpoints_through_the_atomic_plugin() -> None:
     from hydra import compose, initialize_config_dir
-    from hydra.utils import instantiate
 
     from lrexp.cli import CONFIG_DIR
+    from lrexp.experiment import build_trainer
 
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=["paths.output_dir=."])
-    trainer = instantiate(cfg.trainer, logger=False)
+        cfg = compose("config", overrides=["paths.output_dir=.", "logger=none"])
+    trainer, _ = build_trainer(cfg, with_callbacks=False)
     assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)
 
 
