@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
+from lightning.pytorch.loggers import Logger
 
 from lrexp.data.cifar10 import CIFAR10DataModule
 from lrexp.data.mnist import RAW_FILES
@@ -164,6 +165,25 @@ def _process_state_kept() -> Iterator[None]:
     """Every test leaves the process as it found it (see process_state_kept)."""
     with process_state_kept():
         yield
+
+
+class RecordingLogger(Logger):
+    """Keeps every (step, metrics) that lrexp hands to its loggers."""
+
+    name, version = "recorder", 0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.points: list[tuple[int, dict[str, float]]] = []
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        self.points.append((step, metrics))
+
+    def log_hyperparams(self, params, *args, **kwargs) -> None:
+        pass
+
+    def curve(self, key: str) -> dict[int, float]:
+        return {step: m[key] for step, m in self.points if key in m}
 
 
 def run_entry(main: Callable[[], None], *overrides: str) -> int:

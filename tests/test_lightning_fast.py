@@ -11,10 +11,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.loggers import Logger
 
 from lrexp.data.batches import epoch_permutation, tensor_loader
 from lrexp.model import LogisticRegression
+from tests.conftest import RecordingLogger as Recorder
 
 N, FEATURES, BATCH, EPOCHS, SEED, LR = 96, 5, 8, 3, 7, 0.3
 
@@ -33,25 +33,6 @@ class ListensToBackward(Callback):
 
     def on_after_backward(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.calls += 1
-
-
-class Recorder(Logger):
-    """Keeps every (step, metrics) that lrexp hands to its loggers."""
-
-    name, version = "recorder", 0
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.points: list[tuple[int, dict[str, float]]] = []
-
-    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        self.points.append((step, metrics))
-
-    def log_hyperparams(self, params, *args, **kwargs) -> None:
-        pass
-
-    def curve(self, key: str) -> dict[int, float]:
-        return {step: m[key] for step, m in self.points if key in m}
 
 
 def fit(

@@ -6,30 +6,14 @@ import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.loggers import Logger
 
 from lrexp.data.batches import epoch_permutation, tensor_loader
 from lrexp.model import LogisticRegression
+from tests.conftest import RecordingLogger
 
 # 100 samples in minibatches of 8: 12 full ones and a short last one of 4, which groups of 5
 # minibatches per step put inside the epoch's last group (5, 5, 3 minibatches).
 N, FEATURES, BATCH, PER_STEP, EPOCHS, SEED, LR = 100, 3, 8, 5, 2, 5, 0.5
-
-
-class Curves(Logger):
-    """Keeps every (epoch, metrics) that lrexp hands to its loggers."""
-
-    name, version = "curves", 0
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.points: list[tuple[int, dict[str, float]]] = []
-
-    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        self.points.append((step, metrics))
-
-    def log_hyperparams(self, params, *args, **kwargs) -> None:
-        pass
 
 
 def data() -> tuple[torch.Tensor, torch.Tensor]:
@@ -64,7 +48,7 @@ def test_train_loss_weights_each_minibatch_by_its_size() -> None:
     loss per sample, with the short last minibatch (4 samples, inside a group) counted as 4.
     Epoch 0 computes the loss alone, epoch 1 (the last) with the classification metrics."""
     x, y = data()
-    curves = Curves()
+    curves = RecordingLogger()
     trainer = L.Trainer(
         max_epochs=EPOCHS,
         check_val_every_n_epoch=EPOCHS,

@@ -71,6 +71,7 @@ def build_model(cfg: DictConfig, datamodule: L.LightningDataModule) -> LogisticR
             _training_features(datamodule),
             batch_size,
             datamodule.num_classes,
+            cfg.model.get("momentum", 0.0),
         )
         log.info(f"model.lr=auto: {lr:.4g} for {cfg.model.optimizer}")
     return build(

@@ -54,20 +54,26 @@ def class_weights(
 
 
 def resolve_lr(
-    lr: float | str, optimizer: str, train_x: Tensor, batch_size: int, num_classes: int
+    lr: float | str,
+    optimizer: str,
+    train_x: Tensor,
+    batch_size: int,
+    num_classes: int,
+    momentum: float = 0.0,
 ) -> float:
     """model.lr, with `auto` replaced by the optimizer's own choice."""
     if lr != "auto":
         return float(lr)
     if optimizer in AUTO_LR:
         return AUTO_LR[optimizer]
-    return sgd_auto_lr(train_x, batch_size, num_classes)
+    return sgd_auto_lr(train_x, batch_size, num_classes, momentum)
 
 
-def sgd_auto_lr(x: Tensor, batch_size: int, num_classes: int) -> float:
-    """SGD's step for model.lr=auto: 1 / (2 L_B), L_B the expected smoothness of the minibatch
-    loss (Gower et al., 2019, "SGD: general analysis and improved rates"), the step with which
-    SGD provably converges for any convex smooth loss, whatever the features' scale:
+def sgd_auto_lr(x: Tensor, batch_size: int, num_classes: int, momentum: float = 0.0) -> float:
+    """SGD's step for model.lr=auto: (1 + momentum) / L_B, half the largest step with which
+    heavy-ball SGD stays stable where the loss is most curved (2 (1 + momentum) / L_B; plain
+    SGD: the classic 1 / L_B), whatever the features' scale. L_B is the expected smoothness of
+    the minibatch loss (Gower et al., 2019, "SGD: general analysis and improved rates"):
 
         L_B = n (B - 1) / (B (n - 1)) · L + (n - B) / (B (n - 1)) · L_max
 
@@ -87,7 +93,7 @@ def sgd_auto_lr(x: Tensor, batch_size: int, num_classes: int) -> float:
     single = c * x.pow(2).sum(1).max().item()
     b = min(batch_size, n)
     expected = (n * (b - 1) * full + (n - b) * single) / (b * max(n - 1, 1))
-    return 1.0 / (2.0 * max(expected, 1e-12))
+    return (1.0 + momentum) / max(expected, 1e-12)
 
 
 def configure(model: LogisticRegression) -> dict[str, Any]:

@@ -143,6 +143,20 @@ class Minibatches:
         return Minibatches(InMemoryDataset(x, y), [idx.to(device) for idx in self.indices])
 
 
+class SplitLoaders:
+    """A LightningDataModule's three loaders over its in-memory `splits` (split_loader), the
+    training one shuffled in minibatches of `hparams.batch_size`."""
+
+    def train_dataloader(self) -> DataLoader:
+        return split_loader(self, "train", self.hparams.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return split_loader(self, "val")
+
+    def test_dataloader(self) -> DataLoader:
+        return split_loader(self, "test")
+
+
 def split_loader(
     datamodule: L.LightningDataModule,
     split: str,

@@ -41,9 +41,8 @@ import pyarrow.compute as pc
 import torch
 from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor, nn
-from torch.utils.data import DataLoader
 
-from lrexp.data.batches import split_loader
+from lrexp.data.batches import SplitLoaders
 from lrexp.data.labels import log_balance, stratified_split
 from lrexp.errors import LrexpError
 
@@ -344,7 +343,7 @@ class TablePreprocessing(nn.Module):
         return torch.cat([numeric, onehot], 1)
 
 
-class TableDataModule(L.LightningDataModule):
+class TableDataModule(SplitLoaders, L.LightningDataModule):
     """A table file → seeded stratified train/val/test splits of standardised, one-hot features.
 
     All preprocessing state (columns, their kinds, categories, statistics, imputation values and
@@ -486,15 +485,6 @@ class TableDataModule(L.LightningDataModule):
         if state:
             self.state = dict(state)
             self._build_preprocessing()
-
-    def train_dataloader(self) -> DataLoader:
-        return split_loader(self, "train", self.hparams.batch_size, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return split_loader(self, "val")
-
-    def test_dataloader(self) -> DataLoader:
-        return split_loader(self, "test")
 
     # --- features ------------------------------------------------------------------------------
 

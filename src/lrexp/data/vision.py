@@ -18,9 +18,8 @@ from pathlib import Path
 import lightning as L
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader
 
-from lrexp.data.batches import split_loader
+from lrexp.data.batches import SplitLoaders
 from lrexp.data.labels import log_balance, stratified_split
 from lrexp.errors import LrexpError
 
@@ -116,7 +115,7 @@ def flat_features(images: Tensor) -> Tensor:
     return images.flatten(1).float().div_(255)
 
 
-class VisionDataModule(L.LightningDataModule):
+class VisionDataModule(SplitLoaders, L.LightningDataModule):
     """Base for the image DataModules; a subclass says how to read its torchvision dataset.
 
     Two labels: label 1 is the classes of `positive`, label 0 those of `negative` (null: every
@@ -238,15 +237,6 @@ class VisionDataModule(L.LightningDataModule):
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
         if state:
             self.feature_mean, self.feature_std = state["feature_mean"], state["feature_std"]
-
-    def train_dataloader(self) -> DataLoader:
-        return split_loader(self, "train", self.hparams.batch_size, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return split_loader(self, "val")
-
-    def test_dataloader(self) -> DataLoader:
-        return split_loader(self, "test")
 
     # --- features ------------------------------------------------------------------------------
 
