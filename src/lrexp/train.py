@@ -26,6 +26,7 @@ from lrexp.run import (
     start_run,
     write_metrics,
 )
+from lrexp.tracking import check_tracking, log_artifacts
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     ckpt_path = resolve_ckpt_path(cfg.ckpt_path, run_dir)
     datamodule, model, trainer = build_experiment(cfg)
     _check_launcher(trainer)
+    check_tracking(trainer.loggers)
     continuing = continues_run(ckpt_path, run_dir)
     if trainer.is_global_zero:
         # Read the data and the checkpoint before the run dir is touched: a bad file stops here.
@@ -113,6 +115,9 @@ def _finish(cfg, trainer, model, datamodule, metrics: dict[str, float], run_dir:
     from lrexp import plots
 
     save_figures(run_dir, plots.run_figures(model, datamodule), trainer.loggers)
+    path = write_metrics(run_dir, metrics)
+    best = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
+    log_artifacts(trainer.loggers, run_dir, best.best_model_path if best else None)
     for logger in trainer.loggers:
         params = OmegaConf.to_container(cfg, resolve=True)
         if hasattr(logger.experiment, "add_figure"):
@@ -121,8 +126,6 @@ def _finish(cfg, trainer, model, datamodule, metrics: dict[str, float], run_dir:
         else:
             logger.log_hyperparams(params)
         logger.finalize("success")
-    path = write_metrics(run_dir, metrics)
-    best = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
     print_summary(
         "lrexp.train",
         metrics,
