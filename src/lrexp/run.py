@@ -12,8 +12,10 @@ import json
 import logging
 import os
 import re
+import sys
 import tempfile
-from collections.abc import Mapping
+import types
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +26,8 @@ from lrexp.errors import LrexpError
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
     from torch import nn
+
+    from lrexp.api import RunResult
 
 METRICS_FILE = "metrics.json"
 _UMASK = os.umask(0o022)
@@ -212,3 +216,17 @@ def print_summary(title: str, metrics: Mapping[str, float], lines: Mapping[str, 
         console.print(table)
     for label, value in lines.items():
         console.print(f"[bold]{label}[/bold] {escape(value)}", soft_wrap=True)
+
+
+class _CallableModule(types.ModuleType):
+    """`lrexp.run` is both this module and the Python API's run(command, overrides) (lrexp.api):
+    importing a submodule makes it the package's attribute of that name, so the module itself
+    answers the call."""
+
+    def __call__(self, command: str, overrides: Sequence[str] = ()) -> RunResult:
+        from lrexp.api import run
+
+        return run(command, overrides)
+
+
+sys.modules[__name__].__class__ = _CallableModule
