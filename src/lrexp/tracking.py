@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.loggers import mlflow as lightning_mlflow
+from omegaconf import OmegaConf
 
 from lrexp.errors import LrexpError
 
@@ -64,6 +65,8 @@ def _hydra_run_name() -> tuple[str | None, dict[str, str]]:
     if not HydraConfig.initialized():
         return None, {}
     hydra_cfg = HydraConfig.get()
+    if OmegaConf.is_missing(hydra_cfg.runtime, "output_dir"):  # a config composed, not run
+        return None, {}
     run_dir = Path(hydra_cfg.runtime.output_dir)
     tags = {
         "lrexp.run_dir": str(run_dir),

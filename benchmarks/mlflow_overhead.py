@@ -1,0 +1,74 @@
+"""What logger=mlflow (the default local store under outputs/) costs next to
+logger=tensorboard: whole-process wall time of `python -m lrexp.train data=fashion_mnist`
+(real Fashion-MNIST, sandal vs sneaker, 20 epochs); prints one JSON document.
+
+The two loggers alternate, --repeats processes each, medians compared; all runs share one
+log dir, so the MLflow store (SQLite database and artifacts) is created by the first mlflow run
+only, as in a user's outputs/ — that first run's time is reported apart. Goal: mlflow within
+10 % of tensorboard.
+
+Usage: python benchmarks/mlflow_overhead.py [--repeats N] [--epochs N]. Progress: stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+LOGGERS = ("tensorboard", "mlflow")
+
+
+def train(logger: str, scratch: Path, name: str, epochs: int) -> float:
+    """Seconds for one `python -m lrexp.train` process, start to exit."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    command = [sys.executable, "-m", "lrexp.train", "data=fashion_mnist", f"logger={logger}"]
+    command += [f"paths.data_dir={scratch / 'data'}", f"paths.log_dir={scratch / 'outputs'}"]
+    command += [f"trainer.max_epochs={epochs}", "trainer.enable_progress_bar=false"]
+    command += [f"hydra.run.dir={scratch / 'outputs' / name}"]
+    started = time.perf_counter()
+    subprocess.run(command, check=True, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=20)
+    args = parser.parse_args()
+    times: dict[str, list[float]] = {logger: [] for logger in LOGGERS}
+    with tempfile.TemporaryDirectory() as scratch:
+        first_mlflow = train("mlflow", Path(scratch), "store", args.epochs)
+        print(f"mlflow, creating the store: {first_mlflow:.1f} s", file=sys.stderr)
+        for i in range(args.repeats):
+            for logger in LOGGERS:
+                times[logger].append(train(logger, Path(scratch), f"{logger}{i}", args.epochs))
+            print(f"repeat {i + 1}: {times}", file=sys.stderr)
+    medians = {logger: statistics.median(t) for logger, t in times.items()}
+    print(
+        json.dumps(
+            {
+                "data": "fashion_mnist (sandal vs sneaker)",
+                "epochs": args.epochs,
+                "repeats": args.repeats,
+                "tensorboard_s": medians["tensorboard"],
+                "mlflow_s": medians["mlflow"],
+                "mlflow_over_tensorboard": medians["mlflow"] / medians["tensorboard"],
+                "goal": "mlflow_over_tensorboard <= 1.10",
+                "mlflow_creating_the_store_s": first_mlflow,
+                "all_s": times,
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
