@@ -9,20 +9,27 @@ uploaded here, once the run dir holds them.
 
 from __future__ import annotations
 
+import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lightning.pytorch.loggers import mlflow as lightning_mlflow
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import OmegaConf
 
 from lrexp.errors import LrexpError
+
+if TYPE_CHECKING:  # mlflow is imported only by runs that use it (lrexp[mlflow])
+    from mlflow.entities import Metric
 
 REMOTE_SCHEMES = ("http://", "https://")
 # Seconds to wait for a tracking server's answer: a server that is up answers /health at once;
 # one that is down or unreachable must not keep the user waiting.
 PROBE_TIMEOUT_S = 5.0
+MAX_METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch request
 
 
 class MLFlowLogger(lightning_mlflow.MLFlowLogger):
@@ -33,7 +40,12 @@ class MLFlowLogger(lightning_mlflow.MLFlowLogger):
     - run_name=None names the run after its run dir: the last two parts of Hydra's run dir
       (date/time), or for a job of a sweep (-m) the sweep dir's last two parts and the job
       number, so the runs of one sweep sort together; tags keep the full paths and the job's
-      overrides.
+      overrides;
+    - the epoch points are sent in one batch per checkpoint (`save`, which lrexp calls at every
+      checkpoint) and at the end, not one request per epoch: each request is a database
+      transaction (about 30 ms on SQLite), which made a 1000-epoch toy run 30 s slower. As with
+      TensorBoard's buffered writer, a run killed later has every point up to its last
+      checkpoint in the store.
     """
 
     def __init__(
@@ -55,6 +67,32 @@ class MLFlowLogger(lightning_mlflow.MLFlowLogger):
             artifact_location=None if remote else local_artifacts,
             **kwargs,
         )
+        self._pending: list[Metric] = []
+
+    @rank_zero_only
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        """Keep the points until the next `save`. lrexp's metric names (train/loss, ...) are
+        names MLflow accepts as they are."""
+        from mlflow.entities import Metric
+
+        timestamp = int(time.time() * 1000)
+        self._pending += [
+            Metric(key=key, value=float(value), timestamp=timestamp, step=step or 0)
+            for key, value in metrics.items()
+        ]
+
+    @rank_zero_only
+    def save(self) -> None:
+        super().save()
+        pending, self._pending = self._pending, []
+        for start in range(0, len(pending), MAX_METRICS_PER_BATCH):
+            batch = pending[start : start + MAX_METRICS_PER_BATCH]
+            self.experiment.log_batch(run_id=self.run_id, metrics=batch)
+
+    @rank_zero_only
+    def finalize(self, status: str = "success") -> None:
+        self.save()
+        super().finalize(status)
 
 
 def _hydra_run_name() -> tuple[str | None, dict[str, str]]:
