@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -22,11 +23,15 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+CPU_S: dict[str, list[float]] = {}  # CPU seconds of each process, by command or logger
 
 
 def lrexp(command: str, *overrides: str) -> float:
-    """Seconds for one `python -m lrexp.<command>` process, start to exit."""
+    """Wall seconds for one `python -m lrexp.<command>` process, start to exit (its CPU
+    seconds go to CPU_S[command])."""
+    key = command
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    cpu_before = _children_cpu()
     started = time.perf_counter()
     subprocess.run(
         [sys.executable, "-m", f"lrexp.{command}", *overrides],
@@ -35,7 +40,16 @@ def lrexp(command: str, *overrides: str) -> float:
         env=env,
         stdout=subprocess.DEVNULL,
     )
-    return time.perf_counter() - started
+    wall = time.perf_counter() - started
+    CPU_S.setdefault(key, []).append(_children_cpu() - cpu_before)
+    return wall
+
+
+def _children_cpu() -> float:
+    """User + system CPU seconds of the finished child processes: far less disturbed than wall
+    time by other work on the machine."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:
@@ -87,8 +101,13 @@ def main() -> None:
                 "predict_s": medians["predict"],
                 "export_s": medians["export"],
                 "export_over_predict": medians["export"] / medians["predict"],
+                "predict_cpu_s": statistics.median(CPU_S["predict"]),
+                "export_cpu_s": statistics.median(CPU_S["export"]),
+                "export_over_predict_cpu": statistics.median(CPU_S["export"])
+                / statistics.median(CPU_S["predict"]),
                 "goal": "export_over_predict <= 1.5",
                 "all_s": times,
+                "all_cpu_s": CPU_S,
             },
             indent=2,
         )
