@@ -70,9 +70,7 @@ class EpochBatches(Sampler[list[Tensor]]):
             yield list(batches[start : start + self.minibatches_per_step])
 
     def __len__(self) -> int:
-        return math.ceil(
-            math.ceil(self._num_samples() / self.batch_size) / self.minibatches_per_step
-        )
+        return math.ceil(math.ceil(self._num_samples() / self.batch_size) / self.minibatches_per_step)
 
 
 class InMemoryDataset(Dataset):
