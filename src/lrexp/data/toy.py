@@ -24,6 +24,7 @@ class ToyDataModule(L.LightningDataModule):
     """
 
     in_features = 1
+    label_names = ["fail", "pass"]  # label 0, label 1
 
     def __init__(
         self,
@@ -58,8 +59,6 @@ class ToyDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader()
-
-    label_names = ["fail", "pass"]
 
     def export_preprocessing(self) -> nn.Module:
         """Hours are the feature as they are."""
