@@ -7,7 +7,13 @@ log dir, so the MLflow store (SQLite database and artifacts) is created by the f
 only, as in a user's outputs/ — that first run's time is reported apart. Goal: mlflow within
 10 % of tensorboard.
 
-Usage: python benchmarks/mlflow_overhead.py [--repeats N] [--epochs N]. Progress: stderr.
+On a machine shared with other work, torch's intra-op threads wait for each other at every
+small operation (a 64x784 index_select went from 0.05 to 12 ms at a load of 10 on 2 cores, with
+either logger), which swamps the loggers' own cost: --threads 1 (OMP_NUM_THREADS=1 for both)
+keeps that out of the comparison.
+
+Usage: python benchmarks/mlflow_overhead.py [--repeats N] [--epochs N] [--threads N].
+Progress: stderr.
 """
 
 from __future__ import annotations
@@ -28,11 +34,13 @@ CPU_S: dict[str, list[float]] = {}  # CPU seconds of each process, by command or
 LOGGERS = ("tensorboard", "mlflow")
 
 
-def train(logger: str, scratch: Path, name: str, epochs: int) -> float:
+def train(logger: str, scratch: Path, name: str, epochs: int, threads: int | None) -> float:
     """Wall seconds for one `python -m lrexp.train` process, start to exit (its CPU seconds
     go to CPU_S[logger], the store's creation to CPU_S["mlflow, creating the store"])."""
     key = "mlflow, creating the store" if name == "store" else logger
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = str(threads)
     command = [sys.executable, "-m", "lrexp.train", "data=fashion_mnist", f"logger={logger}"]
     command += [f"paths.data_dir={scratch / 'data'}", f"paths.log_dir={scratch / 'outputs'}"]
     command += [f"trainer.max_epochs={epochs}", "trainer.enable_progress_bar=false"]
@@ -56,14 +64,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS of the runs")
     args = parser.parse_args()
     times: dict[str, list[float]] = {logger: [] for logger in LOGGERS}
     with tempfile.TemporaryDirectory() as scratch:
-        first_mlflow = train("mlflow", Path(scratch), "store", args.epochs)
+        first_mlflow = train("mlflow", Path(scratch), "store", args.epochs, args.threads)
         print(f"mlflow, creating the store: {first_mlflow:.1f} s", file=sys.stderr)
         for i in range(args.repeats):
             for logger in LOGGERS:
-                times[logger].append(train(logger, Path(scratch), f"{logger}{i}", args.epochs))
+                times[logger].append(
+                    train(logger, Path(scratch), f"{logger}{i}", args.epochs, args.threads)
+                )
             print(f"repeat {i + 1}: {times}", file=sys.stderr)
     medians = {logger: statistics.median(t) for logger, t in times.items()}
     print(
@@ -71,6 +82,7 @@ def main() -> None:
             {
                 "data": "fashion_mnist (sandal vs sneaker)",
                 "epochs": args.epochs,
+                "omp_num_threads": args.threads,
                 "repeats": args.repeats,
                 "tensorboard_s": medians["tensorboard"],
                 "mlflow_s": medians["mlflow"],
