@@ -124,11 +124,13 @@ def test_validation_and_checkpoints_share_the_datas_cadence(data: str, tmp_path:
 
 @pytest.mark.parametrize("logger", options("logger"))
 def test_loggers_instantiate(logger: str, tmp_path: Path) -> None:
-    cfg = compose_train([f"logger={logger}"], tmp_path)
+    # logger=mlflow opens its local store (outputs/mlflow.db) when made: keep it in tmp_path.
+    cfg = compose_train([f"logger={logger}", f"paths.log_dir={tmp_path / 'outputs'}"], tmp_path)
     loggers = [instantiate(c) for c in (cfg.logger or {}).values()]
     assert [type(x).__name__ for x in loggers] == {
         "tensorboard": ["TensorBoardLogger"],
         "csv": ["CSVLogger"],
+        "mlflow": ["MLFlowLogger"],
         "none": [],
     }[logger]
 

@@ -163,12 +163,15 @@ def finish(
     metrics: Mapping[str, float],
     lines: Mapping[str, str],
     cfg: DictConfig | None = None,
+    best_checkpoint: str | None = None,
 ) -> Path | None:
-    """What every run leaves (rank 0): figures/ and their TensorBoard images, the config as
-    hyper-parameters (when `cfg` is given; TensorBoard's HPARAMS tab gets the metrics as hp/...),
-    the loggers closed, metrics.json, and the closing summary. Returns metrics.json's path."""
+    """What every run leaves (rank 0): figures/ and their TensorBoard images, metrics.json, the
+    config as hyper-parameters (when `cfg` is given; TensorBoard's HPARAMS tab gets the metrics
+    as hp/...), the run's files on a tracking server (lrexp.tracking), the loggers closed, and
+    the closing summary. Returns metrics.json's path."""
     from lrexp import plots
     from lrexp.coefficients import COEFFICIENTS_FILE, coefficient_rows, coefficients_csv
+    from lrexp.tracking import log_artifacts, tracking_lines
 
     if not trainer.is_global_zero:
         return None
@@ -178,6 +181,7 @@ def finish(
             model.linear.weight, datamodule.feature_names, datamodule.label_names
         )
         write_atomic(run_dir / COEFFICIENTS_FILE, coefficients_csv(rows))
+    path = write_metrics(run_dir, metrics)
     for logger in trainer.loggers:
         if cfg is not None:
             params = OmegaConf.to_container(cfg, resolve=True)
@@ -185,16 +189,11 @@ def finish(
                 logger.log_hyperparams(params, {f"hp/{k}": v for k, v in metrics.items()})
             else:
                 logger.log_hyperparams(params)
+    log_artifacts(trainer.loggers, run_dir, best_checkpoint)
+    for logger in trainer.loggers:
         logger.finalize("success")
-    path = write_metrics(run_dir, metrics)
-    print_summary(
-        title,
-        metrics,
-        {
-            **lines,
-            "run dir:": str(run_dir),
-            "metrics:": str(path),
-            "tensorboard:": f"tensorboard --logdir {run_dir}",
-        },
-    )
+    where = {"run dir:": str(run_dir), "metrics:": str(path)}
+    if any(type(lg).__name__ == "TensorBoardLogger" for lg in trainer.loggers):
+        where["tensorboard:"] = f"tensorboard --logdir {run_dir}"
+    print_summary(title, metrics, {**lines, **where, **tracking_lines(trainer.loggers)})
     return path

@@ -17,6 +17,7 @@ from lrexp.config import check_config
 from lrexp.errors import LrexpError
 from lrexp.experiment import build_experiment, check_launcher, fit, score_best
 from lrexp.rundir import finish, save_run_config, start_run
+from lrexp.tracking import check_tracking
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -26,6 +27,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     ckpt_path = resolve_ckpt_path(cfg.ckpt_path, run_dir)
     datamodule, model, trainer = build_experiment(cfg)
     check_launcher(trainer)
+    check_tracking(trainer.loggers)  # a tracking server that is down stops the run here
     continuing = continues_run(ckpt_path, run_dir)
     if trainer.is_global_zero:
         # The checkpoint is read before the run dir is touched: a bad file stops here.
@@ -37,9 +39,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     metrics, best = score_best(trainer, model, datamodule)
     if continuing and trainer.is_global_zero:
         save_run_config(run_dir, cfg)  # the resumed run's config replaces the earlier one now
-    finish(
-        "lrexp.train", run_dir, trainer, model, datamodule, metrics, {"best checkpoint:": best}, cfg
-    )
+    lines = {"best checkpoint:": best}
+    finish("lrexp.train", run_dir, trainer, model, datamodule, metrics, lines, cfg, best)
     return metrics
 
 

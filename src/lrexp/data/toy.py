@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import lightning as L
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from lrexp.data.batches import tensor_loader
@@ -24,7 +25,7 @@ class ToyDataModule(L.LightningDataModule):
 
     in_features = 1
     num_classes = 2
-    label_names = ("fail", "pass")
+    label_names = ("fail", "pass")  # label 0, label 1
 
     def __init__(
         self,
@@ -69,6 +70,19 @@ class ToyDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader()
+
+    def export_preprocessing(self) -> nn.Module:
+        """Hours are the feature as they are."""
+        return nn.Identity()
+
+    def input_card(self) -> dict[str, Any]:
+        """The raw input an exported model takes: hours, one column."""
+        return {
+            "kind": "table",
+            "shape": ["batch", 1],
+            "columns": ["hours"],
+            "preprocessing": [],
+        }
 
     def encode_inputs(self, inputs: Sequence[float]) -> tuple[list[str], Tensor]:
         """Rows for `predict`: hours as given, and the feature matrix the model takes."""

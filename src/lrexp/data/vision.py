@@ -14,10 +14,11 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from lrexp.data.batches import SplitLoaders
 from lrexp.data.labels import log_balance, stratified_split
@@ -244,14 +245,41 @@ class VisionDataModule(SplitLoaders, L.LightningDataModule):
         """uint8 images (N, C, H, W) → float features in [0, 1], standardised if asked."""
         features = flat_features(x)
         if self.hparams.normalize:
-            if self.feature_mean is None:
-                raise LrexpError(
-                    "data.normalize=true but no training statistics are known: "
-                    "use a checkpoint trained with data.normalize=true"
-                )
-            mean, std = self.feature_mean.to(x.device), self.feature_std.to(x.device)
-            features = (features - mean) / std
+            mean, std = self._statistics()
+            features = (features - mean.to(x.device)) / std.to(x.device)
         return features
+
+    def _statistics(self) -> tuple[Tensor, Tensor]:
+        """The training split's per-feature mean and std (data.normalize=true)."""
+        if self.feature_mean is None:
+            raise LrexpError(
+                "data.normalize=true but no training statistics are known: "
+                "use a checkpoint trained with data.normalize=true"
+            )
+        return self.feature_mean, self.feature_std
+
+    def export_preprocessing(self) -> nn.Module:
+        """predict's raw input as one tensor — pixels 0-255 (C, H, W) flattened per row, any
+        real dtype — to the features the model takes, as `preprocess` computes them."""
+        if not self.hparams.normalize:
+            return ScalePixels(None, None)
+        return ScalePixels(*self._statistics())
+
+    def input_card(self) -> dict[str, Any]:
+        """The raw input an exported model takes, and the preprocessing inside it."""
+        c, h, w = self.image_shape
+        steps = ["x / 255"]
+        if self.hparams.normalize:
+            steps.append("(x - mean) / std per feature (training split statistics, in the graph)")
+        return {
+            "kind": "image",
+            "shape": ["batch", c * h * w],
+            "layout": f"pixels row-major from (channels, height, width) = ({c}, {h}, {w})",
+            "image_mode": self.image_mode,
+            "resize_to": [w, h],
+            "range": [0, 255],
+            "preprocessing": steps,
+        }
 
     def encode_inputs(self, inputs: str | Sequence[str]) -> tuple[list[str], Tensor]:
         """Rows for `predict`: image files (paths or globs) → features, as in training."""
@@ -284,6 +312,23 @@ class VisionDataModule(SplitLoaders, L.LightningDataModule):
         images, targets = self.read_split(train)
         idx, labels = label_subset(targets, self.label_classes)
         return images[idx], labels
+
+
+class ScalePixels(nn.Module):
+    """Flattened pixels 0-255 → x / 255, then (x - mean) / std when statistics are given."""
+
+    def __init__(self, mean: Tensor | None, std: Tensor | None) -> None:
+        super().__init__()
+        self.standardise = mean is not None
+        if self.standardise:
+            self.register_buffer("mean", mean.detach().clone().float())
+            self.register_buffer("std", std.detach().clone().float())
+
+    def forward(self, pixels: Tensor) -> Tensor:
+        features = pixels.to(torch.float32) / 255
+        if self.standardise:
+            features = (features - self.mean) / self.std
+        return features
 
 
 def missing_files(folder: Path, names: Sequence[str]) -> list[str]:

@@ -1,0 +1,143 @@
+"""logger=mlflow against a real MLflow tracking server (started here, on 127.0.0.1), and the
+default local store under outputs/."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
+
+from lrexp.train import main
+from tests.conftest import run_entry
+
+TOY = ("data=toy", "model.lr=0.1", "trainer.enable_progress_bar=false", "logger=mlflow")
+SERVER_START_S = 180  # a cold start creates the database schema: about 30 s on 2 cores
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1):
+            return True
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`mlflow server` from this interpreter's environment, on a free port; its URI."""
+    root = tmp_path_factory.mktemp("mlflow_server")
+    mlflow = Path(sys.executable).parent / "mlflow"
+    for attempt in range(3):  # another process may take the free port before the server does
+        port = free_port()
+        command = [str(mlflow), "server", "--host", "127.0.0.1", "--port", str(port)]
+        command += ["--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}"]
+        command += ["--artifacts-destination", str(root / "artifacts"), "--workers", "1"]
+        log = (root / f"server{attempt}.log").open("wb")
+        process = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)
+        try:
+            deadline = time.monotonic() + SERVER_START_S
+            uri = f"http://127.0.0.1:{port}"
+            while process.poll() is None and time.monotonic() < deadline:
+                if answers(f"{uri}/health"):
+                    yield uri
+                    return
+                time.sleep(0.5)
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)  # the server and its uvicorn worker
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+            log.close()
+    pytest.fail(f"mlflow server did not start; see {root}/server*.log")
+
+
+def runs_tagged(client: MlflowClient, tag: str, value: str) -> list[Run]:
+    experiment = client.get_experiment_by_name("lrexp.train")
+    assert experiment is not None
+    return client.search_runs([experiment.experiment_id], filter_string=f"tags.`{tag}` = '{value}'")
+
+
+def test_a_run_sends_params_curves_and_artifacts(server: str, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    overrides = (f"logger.mlflow.tracking_uri={server}", "trainer.max_epochs=100")
+    assert run_entry(main, *TOY, *overrides, f"hydra.run.dir={run_dir}") == 0
+    client = MlflowClient(server)
+    (run,) = runs_tagged(client, "lrexp.run_dir", str(run_dir))
+    assert run.info.status == "FINISHED"
+    assert run.info.run_name == f"{tmp_path.name}/run"
+    params = run.data.params
+    assert params["model/lr"] == "0.1"
+    assert params["trainer/max_epochs"] == "100"
+    assert params["data/_target_"] == "lrexp.data.toy.ToyDataModule"
+    train_loss = client.get_metric_history(run.info.run_id, "train/loss")
+    assert sorted(m.step for m in train_loss) == list(range(100))  # one point per epoch
+    val_loss = client.get_metric_history(run.info.run_id, "val/loss")
+    assert sorted(m.step for m in val_loss) == [49, 99]  # the toy validates every 50th epoch
+
+    def listed(path: str | None = None) -> set[str]:
+        return {a.path for a in client.list_artifacts(run.info.run_id, path)}
+
+    assert {"metrics.json", "figures", "checkpoints", ".hydra"} <= listed()
+    assert "figures/decision_curve.png" in listed("figures")
+    best = next((run_dir / "checkpoints").glob("best-*.ckpt"))
+    assert listed("checkpoints") == {f"checkpoints/{best.name}"}
+    downloaded = client.download_artifacts(run.info.run_id, "metrics.json", str(tmp_path))
+    assert json.loads(Path(downloaded).read_text()) == json.loads(
+        (run_dir / "metrics.json").read_text()
+    )
+
+
+def test_a_sweep_gives_one_named_run_per_job(server: str, tmp_path: Path) -> None:
+    sweep_dir = tmp_path / "sweep"
+    overrides = (f"logger.mlflow.tracking_uri={server}", "trainer.max_epochs=10")
+    args = ("-m", *TOY, *overrides, "model.lr=0.1,0.2", f"hydra.sweep.dir={sweep_dir}")
+    assert run_entry(main, *args) == 0
+    runs = runs_tagged(MlflowClient(server), "lrexp.sweep_dir", str(sweep_dir))
+    by_name = {run.info.run_name: run.data.params["model/lr"] for run in runs}
+    assert by_name == {f"{tmp_path.name}/sweep/0": "0.1", f"{tmp_path.name}/sweep/1": "0.2"}
+
+
+def test_a_server_that_does_not_answer_stops_the_run_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    uri = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    run_dir = tmp_path / "run"
+    args = (*TOY, f"logger.mlflow.tracking_uri={uri}", f"hydra.run.dir={run_dir}")
+    assert run_entry(main, *args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"lrexp: error: logger.mlflow.tracking_uri={uri}: no tracking server")
+    assert len(err.splitlines()) == 1
+    assert not list(run_dir.glob("*"))  # stopped before the run dir was claimed
+
+
+def test_the_default_store_lies_under_the_log_dir(tmp_path: Path) -> None:
+    log_dir = tmp_path / "outputs"
+    run_dir = log_dir / "run"
+    overrides = ("trainer.max_epochs=10", f"paths.log_dir={log_dir}", f"hydra.run.dir={run_dir}")
+    assert run_entry(main, *TOY, *overrides) == 0
+    client = MlflowClient(f"sqlite:///{log_dir / 'mlflow.db'}")
+    (run,) = runs_tagged(client, "lrexp.run_dir", str(run_dir))
+    artifacts = Path(run.info.artifact_uri.removeprefix("file://"))
+    assert artifacts.is_relative_to(log_dir / "mlartifacts")
+    assert (artifacts / "metrics.json").read_bytes() == (run_dir / "metrics.json").read_bytes()
+    assert len(client.get_metric_history(run.info.run_id, "train/loss")) == 10
