@@ -11,7 +11,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from lrexp.eval import restore
+from lrexp.checkpoints import restore
 from lrexp.export import main
 from tests.conftest import run_entry
 

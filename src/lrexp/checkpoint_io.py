@@ -4,7 +4,7 @@ Lightning's TorchCheckpointIO stages a checkpoint in the system's temp folder an
 into place: where that folder is on another file system than the run dir (a tmpfs /tmp, a
 cluster's scratch), the move is a copy into the final path, and a kill during the copy leaves a
 truncated last.ckpt that `ckpt_path=last` would then load. This plugin writes the file beside
-its final path, fsyncs it and renames it over the old one (lrexp.run.write_atomic): the path
+its final path, fsyncs it and renames it over the old one (lrexp.rundir.write_atomic): the path
 holds either the old or the new checkpoint, never part of one.
 """
 
