@@ -142,3 +142,40 @@ def test_export_never_overwrites_an_export(
         assert run_entry(main, *args) == 2
         assert "already holds an export (model.onnx)" in capsys.readouterr().err
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_export_of_a_k_class_table_model_gives_predicts_probabilities(
+    tmp_path: Path, fmt: str
+) -> None:
+    """Iris (three species, a string target) with a categorical column: the file takes the raw
+    numeric columns and each category's index, and returns the three class probabilities."""
+    import pandas as pd
+    from sklearn.datasets import load_iris
+
+    from lrexp import train
+    from tests.data.test_table import write
+
+    data = load_iris(as_frame=True)
+    frame = data.frame.drop(columns="target")
+    frame["size"] = np.where(frame["petal length (cm)"] > 4, "long", "short")
+    frame["species"] = data.target_names[data.target]
+    path = write(frame, tmp_path / "iris.parquet")
+    run_dir = tmp_path / "run"
+    overrides = ("data=table", f"data.path={path}", "data.target=species", "logger=none")
+    assert run_entry(train.main, *overrides, f"hydra.run.dir={run_dir}") == 0
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    run = export_run(ckpt, tmp_path / "export", f"format={fmt}")
+
+    model, datamodule = restore(OmegaConf.create({"data": None}), ckpt)
+    datamodule.setup("test")
+    raw = datamodule.splits["test"][0][:14].contiguous()
+    with torch.no_grad():
+        expected = model(datamodule.preprocess(raw)).numpy()
+    assert expected.shape == (14, 3)
+    got = in_batches(run, raw.numpy().astype(np.float32))
+    for g, e in zip(got, expected_batches(expected), strict=True):
+        np.testing.assert_allclose(g, e, atol=1e-5)
+        np.testing.assert_allclose(g.sum(1), 1, atol=1e-5)
+    card = json.loads((tmp_path / "export" / "model.json").read_text())
+    assert pd.Series(card["label_names"]).tolist() == ["setosa", "versicolor", "virginica"]

@@ -76,7 +76,8 @@ def export(cfg: DictConfig) -> Path:
     if dtype is torch.uint8 and card["input"].get("kind") != "image":
         raise LrexpError("input_dtype=uint8 is for models trained on images: use float32")
     graph = Exported(datamodule.export_preprocessing(), model.linear).eval()
-    sample = torch.zeros(2, model.hparams.in_features, dtype=dtype)
+    # The raw input's width: the model's for pixels and hours, one column per table column.
+    sample = torch.zeros(2, int(card["input"]["shape"][-1]), dtype=dtype)
     data = _onnx(graph, sample, int(cfg.opset)) if fmt == "onnx" else _torchscript(graph, sample)
 
     start_run(run_dir, cfg, continuing=False)

@@ -520,9 +520,14 @@ class TableDataModule(SplitLoaders, L.LightningDataModule):
                     }
                 )
         return {
+            "kind": "table",
             "input": "raw table features",
             "dtype": "float32",
             "shape": ["batch", len(self.columns)],
+            "preprocessing": [
+                "numeric columns: (x - mean) / scale (training split statistics, in the graph)",
+                "categorical columns: one-hot of the category's index (in the graph)",
+            ],
             "columns": columns,
             "missing": "NaN: the training mean or most frequent category"
             if self.hparams.missing == "mean"
