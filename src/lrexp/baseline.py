@@ -124,7 +124,7 @@ def baseline(cfg: DictConfig) -> dict[str, float]:
         {
             "run dir:": str(run_dir),
             "metrics:": str(path),
-            "best checkpoint:": best,
+            "best checkpoint:": best or "-",
             "tensorboard:": f"tensorboard --logdir {run_dir}",
         },
     )

@@ -55,16 +55,22 @@ def build_experiment(
     if trainer.is_global_zero:
         datamodule.prepare_data()  # the only step that may download
     datamodule.setup("fit")  # a bad file stops here, before the run dir is touched
-    model = build_model(cfg, datamodule)
+    model = build_model(cfg, datamodule, trainer.world_size)
     model.fast = fast
     return datamodule, model, trainer
 
 
-def build_model(cfg: DictConfig, datamodule: L.LightningDataModule) -> LogisticRegression:
+def build_model(
+    cfg: DictConfig, datamodule: L.LightningDataModule, world_size: int = 1
+) -> LogisticRegression:
+    """The model, with the data's width, classes and rows per class. model.lr=auto is measured
+    on the training split at the step's effective minibatch: DDP averages the gradients of
+    `world_size` minibatches, so N ranks at batch B step like one process at N·B."""
     check_class_weight(cfg.model.get("class_weight"), datamodule.num_classes)
     lr = cfg.model.lr
     if lr == "auto":
-        batch_size = datamodule.hparams.get("batch_size") or len(datamodule.splits["train"][1])
+        rows = len(datamodule.splits["train"][1])
+        batch_size = (datamodule.hparams.get("batch_size") or rows) * world_size
         lr = solvers.resolve_lr(
             lr,
             cfg.model.optimizer,
@@ -137,8 +143,9 @@ def fit(
 def score_best(
     trainer: L.Trainer, model: LogisticRegression, datamodule: L.LightningDataModule
 ) -> tuple[dict[str, float], str]:
-    """Validate and test the best checkpoint (the final weights without one); its metrics,
-    the convergence report on the training split, and the lecture's answer for the toy."""
+    """Validate and test the best checkpoint (the final weights without one); its metrics (with
+    the convergence report on the training split, and the lecture's answer for the toy) and its
+    path ("" without one)."""
     callback = trainer.checkpoint_callback
     best = callback.best_model_path if callback is not None else ""
     metrics: dict[str, float] = {}
@@ -152,4 +159,4 @@ def score_best(
     metrics |= solvers.objective_report(model, x, labels.to(model.device))
     if is_toy(datamodule):
         metrics |= model.toy_summary()
-    return metrics, best or "-"
+    return metrics, best

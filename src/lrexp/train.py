@@ -39,8 +39,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     metrics, best = score_best(trainer, model, datamodule)
     if continuing and trainer.is_global_zero:
         save_run_config(run_dir, cfg)  # the resumed run's config replaces the earlier one now
-    lines = {"best checkpoint:": best}
-    finish("lrexp.train", run_dir, trainer, model, datamodule, metrics, lines, cfg, best)
+    lines = {"best checkpoint:": best or "-"}
+    finish("lrexp.train", run_dir, trainer, model, datamodule, metrics, lines, cfg, best or None)
     return metrics
 
 
