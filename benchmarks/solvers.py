@@ -33,6 +33,7 @@ from sklearn.metrics import balanced_accuracy_score
 
 from lrexp.cli import CONFIG_DIR
 from lrexp.experiment import build_experiment
+from lrexp.solvers import objective_report
 
 
 def build(overrides: list[str], data_dir: str, run_dir: Path):
@@ -77,7 +78,7 @@ def predictions(model, x: np.ndarray) -> np.ndarray:
 
 
 def exact_optimum(data_dir: str, work: Path) -> dict:
-    common = ["model.optimizer=lbfgs", "model.C=1", "data.val_fraction=0", "model.tol=1e-9"]
+    common = ["model.optimizer=lbfgs", "model.C=1", "data.val_fraction=0"]
     rows = {}
     for precision in ("32-true", "64-true"):
         datamodule, model, fit_s = fit_lrexp(
@@ -113,12 +114,21 @@ def l1(data_dir: str, work: Path, C: float = 0.05) -> dict:
     sklearn_s = time.perf_counter() - start
     ours = int((model.linear.weight != 0).sum())
     theirs = int((reference.coef_ != 0).sum())
+    test_acc = float((predictions(model, x_test) == y_test).mean())
+    rows = torch.from_numpy(x).float(), torch.from_numpy(y)
+    objective = objective_report(model, *rows)["train/objective"]
+    with torch.no_grad():  # the same objective at saga's solution
+        model.linear.weight.copy_(torch.from_numpy(reference.coef_))
+        model.linear.bias.copy_(torch.from_numpy(reference.intercept_))
+    saga_objective = objective_report(model, *rows)["train/objective"]
     return {
+        "lrexp_objective": objective,
+        "saga_objective": saga_objective,
         "C": C,
         "lrexp_nonzero": ours,
         "saga_nonzero": theirs,
         "nonzero_ratio": ours / max(theirs, 1),
-        "lrexp_test_acc": float((predictions(model, x_test) == y_test).mean()),
+        "lrexp_test_acc": test_acc,
         "saga_test_acc": float(reference.score(x_test, y_test)),
         "lrexp_fit_s": fit_s,
         "saga_fit_s": sklearn_s,

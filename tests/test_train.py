@@ -105,3 +105,4 @@ def test_the_command_line_run_shows_no_warning_that_does_not_apply(tmp_path: Pat
     assert "log_every_n_steps" not in proc.stderr
     assert "LeafSpec" not in proc.stderr
     assert "litlogger" not in proc.stderr + proc.stdout
+    assert "litmodels" not in proc.stderr + proc.stdout

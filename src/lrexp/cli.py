@@ -35,7 +35,7 @@ IRRELEVANT_WARNINGS = (
     r".*isinstance\(treespec, LeafSpec\)` is deprecated.*",
 )
 # Lightning's advertisement for its cloud logger, printed by every Trainer.
-ADVERTISEMENTS = ("litlogger",)
+ADVERTISEMENTS = ("litlogger", "litmodels")
 
 
 class _DropAdvertisements(logging.Filter):

@@ -112,7 +112,9 @@ def configure(model: LogisticRegression) -> dict[str, Any]:
             lr=lr,
             max_iter=hp.max_iter,
             tolerance_grad=hp.tol,
-            tolerance_change=0.0,  # stop on the gradient (or max_iter), as scikit-learn does
+            # scipy's ftol as scikit-learn sets it (64 float64 epsilons): stop once a step
+            # changes the objective by less than float64 can see.
+            tolerance_change=64 * torch.finfo(torch.float64).eps,
             history_size=10,
             line_search_fn="strong_wolfe",
         )
@@ -252,6 +254,11 @@ def l1_prox(model: LogisticRegression, optimizer: torch.optim.Optimizer, rows: i
             )
         )
         model.l1_received += weight - before
+        # A weight the penalty holds at zero keeps no momentum: the heavy ball would carry it
+        # off zero again at every step.
+        velocity = optimizer.state[weight].get("momentum_buffer")
+        if velocity is not None:
+            velocity.masked_fill_(weight == 0, 0.0)
 
 
 def objective_report(model: LogisticRegression, x: Tensor, y: Tensor) -> dict[str, float]:
