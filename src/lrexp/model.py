@@ -98,9 +98,13 @@ class LogisticRegression(L.LightningModule):
         share = rows / self.train_rows if self.hparams.reduction == "sum" else 1 / self.train_rows
         return (1 - l1_ratio) / 2 * self.linear.weight.pow(2).sum() * share / C
 
-    def objective(self, x: Tensor, y: Tensor) -> Tensor:
-        """What a step minimises on the rows (x, y): loss + L2 penalty."""
-        return self.loss(self.logits(x), y) + self.penalty(len(y))
+    def objective(self, x: Tensor, y: Tensor, float64: bool = False) -> Tensor:
+        """What a step minimises on the rows (x, y): loss + L2 penalty; `float64` sums it in
+        float64 (the matrix products stay in the parameters' dtype)."""
+        logits = self.logits(x)
+        if float64:
+            logits = logits.double()
+        return self.loss(logits, y) + self.penalty(len(y))
 
     def configure_optimizers(self) -> dict:
         return solvers.configure(self)

@@ -191,7 +191,9 @@ def full_batch_step(model: LogisticRegression, group: Minibatches) -> None:
 
     def closure() -> Tensor:
         optimizer.zero_grad()
-        objective = model.objective(x, y)
+        # Summed in float64: over a whole split, float32's rounding of the sum hides the small
+        # differences the line search compares near the optimum.
+        objective = model.objective(x, y, float64=True)
         model.manual_backward(objective)
         return objective
 
@@ -266,7 +268,7 @@ def objective_report(model: LogisticRegression, x: Tensor, y: Tensor) -> dict[st
     entry of its (minimum-norm sub)gradient: 0 at the optimum."""
     hp = model.hparams
     with torch.enable_grad():
-        objective = model.objective(x, y)
+        objective = model.objective(x, y, float64=True)
         params = [model.linear.weight, model.linear.bias]
         grad_w, grad_b = torch.autograd.grad(objective, params)
     weight = model.linear.weight.detach()
