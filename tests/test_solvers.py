@@ -79,7 +79,7 @@ def test_lbfgs_reaches_scikit_learns_optimum_for_c_and_class_weight(
     for a, b in zip(ours(model), sklearn_params(reference), strict=True):
         np.testing.assert_allclose(a, b, atol=atol)
     x = x.double() if precision == "64-true" else x
-    assert objective_report(model, x, y)["train/grad_norm"] <= (1e-8 if atol < 1e-4 else 1e-4)
+    assert objective_report(model, x, y)["train/grad_norm"] <= (1e-7 if atol < 1e-4 else 1e-4)
 
 
 def test_softmax_lbfgs_reaches_scikit_learns_multinomial_optimum() -> None:

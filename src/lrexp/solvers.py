@@ -243,7 +243,9 @@ def l1_prox(model: LogisticRegression, optimizer: torch.optim.Optimizer, rows: i
             step = group["lr"] / (v_hat.sqrt() + group["eps"])
             weight.copy_(weight.sign() * (weight.abs() - step * strength).clamp_min(0))
             return
-        model.l1_total += group["lr"] * strength
+        # Heavy ball moves a steady gradient lr / (1 - momentum) per step; the penalty, a
+        # steady pull too, is applied at that same rate.
+        model.l1_total += group["lr"] * strength / (1 - group["momentum"])
         before = weight.clone()
         positive, negative = weight > 0, weight < 0
         weight.copy_(
@@ -256,11 +258,6 @@ def l1_prox(model: LogisticRegression, optimizer: torch.optim.Optimizer, rows: i
             )
         )
         model.l1_received += weight - before
-        # A weight the penalty holds at zero keeps no momentum: the heavy ball would carry it
-        # off zero again at every step.
-        velocity = optimizer.state[weight].get("momentum_buffer")
-        if velocity is not None:
-            velocity.masked_fill_(weight == 0, 0.0)
 
 
 def objective_report(model: LogisticRegression, x: Tensor, y: Tensor) -> dict[str, float]:
