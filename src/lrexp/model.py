@@ -91,12 +91,10 @@ class LogisticRegression(L.LightningModule):
 
     def penalty(self, rows: int) -> Tensor | float:
         """The L2 part of the regulariser for a step over `rows` rows; the L1 part is a
-        proximal step after the update (solvers.l1_prox). The intercept is not penalised."""
-        C, l1_ratio = self.hparams.C, self.hparams.l1_ratio
-        if C is None or l1_ratio == 1:
-            return 0.0
-        share = rows / self.train_rows if self.hparams.reduction == "sum" else 1 / self.train_rows
-        return (1 - l1_ratio) / 2 * self.linear.weight.pow(2).sum() * share / C
+        proximal step after the update (solvers.l1_prox). The intercept is not penalised.
+        SGD and Adam apply it as the weight's decay (solvers.configure)."""
+        decay = solvers.l2_decay(self, rows)
+        return decay / 2 * self.linear.weight.pow(2).sum() if decay else 0.0
 
     def objective(self, x: Tensor, y: Tensor, float64: bool = False) -> Tensor:
         """What a step minimises on the rows (x, y): loss + L2 penalty; `float64` sums it in

@@ -97,18 +97,24 @@ def sgd_auto_lr(x: Tensor, batch_size: int, num_classes: int, momentum: float = 
 
 
 def configure(model: LogisticRegression) -> dict[str, Any]:
+    """The optimizer, and Lightning's scheduler config for reduce-on-plateau. SGD and Adam get
+    the L2 penalty as the weight's own weight decay (its gradient, `l2_decay · w`, added by the
+    optimizer's fused update instead of a penalty term in every step's graph); L-BFGS minimises
+    the objective with its penalty term (model.objective)."""
     hp = model.hparams
-    params = model.parameters()
     lr = hp.lr
+    if hp.optimizer in ("sgd", "adam"):
+        params = [
+            {"params": [model.linear.weight], "weight_decay": hp.weight_decay + l2_decay(model)},
+            {"params": [model.linear.bias], "weight_decay": hp.weight_decay},
+        ]
     if hp.optimizer == "sgd":
-        optimizer = torch.optim.SGD(
-            params, lr=lr, momentum=hp.momentum, weight_decay=hp.weight_decay
-        )
+        optimizer = torch.optim.SGD(params, lr=lr, momentum=hp.momentum)
     elif hp.optimizer == "adam":
-        optimizer = torch.optim.Adam(params, lr=lr, weight_decay=hp.weight_decay)
+        optimizer = torch.optim.Adam(params, lr=lr)
     else:
         optimizer = torch.optim.LBFGS(
-            params,
+            model.parameters(),
             lr=lr,
             max_iter=hp.max_iter,
             tolerance_grad=hp.tol,
@@ -121,24 +127,33 @@ def configure(model: LogisticRegression) -> dict[str, Any]:
     unused = {"adam": ["momentum"], "lbfgs": ["momentum", "scheduler"]}.get(hp.optimizer, [])
     if said := [f"model.{key}={hp[key]}" for key in unused if hp[key]]:
         log.info(f"{', '.join(said)}: not used by {hp.optimizer}")
-    if hp.scheduler is None or hp.optimizer == "lbfgs":
+    if hp.scheduler != "plateau" or hp.optimizer == "lbfgs":
         return {"optimizer": optimizer}
-    if hp.scheduler == "plateau":
-        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.1, patience=1)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler}}
-    decay = _cosine if hp.scheduler == "cosine" else _linear
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: decay(min(step / model.total_steps, 1.0))
-    )
-    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.1, patience=1)
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler}}
 
 
-def _linear(progress: float) -> float:
-    return 1.0 - progress
+def l2_decay(model: LogisticRegression, rows: int = 1) -> float:
+    """The L2 penalty's gradient per unit weight, (1 - l1_ratio) / (C·n); with reduction=sum
+    times the `rows` of the step (its share of the summed objective)."""
+    hp = model.hparams
+    if hp.C is None or hp.l1_ratio == 1:
+        return 0.0
+    share = rows if hp.reduction == "sum" else 1
+    return (1 - hp.l1_ratio) * share / (hp.C * model.train_rows)
 
 
-def _cosine(progress: float) -> float:
-    return 0.5 * (1.0 + math.cos(math.pi * progress))
+# The step-size schedules decaying to 0 over the run: the factor at a share of the run's steps.
+DECAYS = {
+    "linear": lambda progress: 1.0 - progress,
+    "cosine": lambda progress: 0.5 * (1.0 + math.cos(math.pi * progress)),
+}
+
+
+def scheduled_lr(model: LogisticRegression, step: int) -> float:
+    """The learning rate of SGD step `step` (0-based, over the whole run): a function of the
+    step alone, so a resumed run takes the steps of an uninterrupted one."""
+    return model.hparams.lr * DECAYS[model.hparams.scheduler](min(step / model.total_steps, 1.0))
 
 
 def on_train_start(model: LogisticRegression) -> None:
@@ -151,24 +166,29 @@ def on_train_start(model: LogisticRegression) -> None:
 
 def minibatch_steps(model: LogisticRegression, group: Minibatches) -> None:
     """One SGD/Adam step per minibatch of the group, then the epoch metrics' update."""
+    hp = model.hparams
     optimizer = model.optimizers()
-    scheduler = model.lr_schedulers() if model.hparams.scheduler in ("cosine", "linear") else None
-    all_probs, all_targets, losses = [], [], []
+    weight_group, bias_group = optimizer.optimizer.param_groups
+    scheduled = hp.scheduler in DECAYS
+    per_rows = hp.reduction == "sum" and l2_decay(model, 1) > 0
+    step = model.trainer.global_step  # SGD steps so far in the run
+    all_logits, all_targets, losses = [], [], []
     for x, y in group.sharing_one_buffer():  # x: valid until the next minibatch is drawn
+        if scheduled:
+            weight_group["lr"] = bias_group["lr"] = scheduled_lr(model, step)
+        if per_rows:
+            weight_group["weight_decay"] = hp.weight_decay + l2_decay(model, len(y))
         logits = model.logits(x)
         loss = model.loss(logits, y)
-        penalty = model.penalty(len(y))
-        objective = loss if isinstance(penalty, float) else loss + penalty
         if model.plain_steps:
-            plain_step(optimizer, objective)
+            plain_step(optimizer, loss)
         else:
             optimizer.zero_grad()
-            model.manual_backward(objective)
+            model.manual_backward(loss)
             optimizer.step()
         l1_prox(model, optimizer.optimizer, len(y))
-        if scheduler is not None:
-            scheduler.step()
-        all_probs.append(model.probs(logits.detach()))
+        step += 1
+        all_logits.append(logits.detach())
         all_targets.append(y)
         losses.append(loss.detach())
     losses = torch.stack(losses)
@@ -178,7 +198,8 @@ def minibatch_steps(model: LogisticRegression, group: Minibatches) -> None:
     sizes = torch.full_like(losses, len(all_targets[0]))
     sizes[-1] = len(all_targets[-1])
     if train_scores_due(model):
-        model.metrics.update("train", torch.cat(all_probs), torch.cat(all_targets), losses, sizes)
+        probs = model.probs(torch.cat(all_logits))
+        model.metrics.update("train", probs, torch.cat(all_targets), losses, sizes)
     else:
         model.metrics.update_loss("train", losses, sizes)
 
