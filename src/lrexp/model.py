@@ -84,9 +84,11 @@ class LogisticRegression(L.LightningModule):
             return F.binary_cross_entropy_with_logits(
                 logits, y.to(logits.dtype), weight=weight, reduction=reduction
             )
-        losses = F.cross_entropy(logits, y, reduction="none")
-        if weight is not None:
-            losses = losses * weight
+        if weight is None:
+            return F.cross_entropy(logits, y, reduction=reduction)
+        # Per-row weights: torch's own `weight=` would divide the mean by their sum, not by
+        # the rows (scikit-learn's objective).
+        losses = F.cross_entropy(logits, y, reduction="none") * weight
         return losses.sum() if reduction == "sum" else losses.mean()
 
     def penalty(self, rows: int) -> Tensor | float:
