@@ -37,6 +37,10 @@ IMAGES = ["data=fashion_mnist", "trainer.enable_progress_bar=false", "logger=ten
 RESUMED = [*IMAGES, "trainer.max_epochs=4", "data.batch_size=6", "data.minibatches_per_step=1"]
 RESUMED += ["model.momentum=0.9"]  # the momentum buffers must come back with the checkpoint
 RESUMED += ["trainer.check_val_every_n_epoch=1"]  # a checkpoint every epoch to resume from
+# Softmax over three classes, with the default schedule (its step size a function of the step)
+# and penalty: all of it must come back from the checkpoint.
+RESUMED += ["data.classes=[t-shirt,sandal,sneaker]"]
+CLASSES_DDP = [*IMAGES, "data.classes=all", "data.batch_size=6", "trainer.max_epochs=2"]
 TOY_DDP = ["data=toy", "trainer.max_epochs=50", "trainer.enable_progress_bar=false"]
 
 
@@ -110,7 +114,7 @@ def background(root: Path) -> Iterator[dict[str, subprocess.Popen]]:
     kill = ["+callbacks.kill._target_=tests.test_train_scale.SigkillAt"]
     kill += ["+callbacks.kill.epoch=2", "+callbacks.kill.batch=1"]  # epoch 3, its 2nd step
     faint = f"paths.data_dir={root / 'faint'}"
-    toy_port, images_port = rendezvous_ports(2)
+    toy_port, images_port, classes_port = rendezvous_ports(3)
     processes = {
         "ddp_toy": start(root / "ddp_toy", *TOY_DDP, "trainer=ddp_cpu", port=toy_port),
         "ddp_images": start(
@@ -122,6 +126,9 @@ def background(root: Path) -> Iterator[dict[str, subprocess.Popen]]:
             port=images_port,
         ),
         "killed": start(root / "killed", *RESUMED, data, *kill),
+        "ddp_classes": start(
+            root / "ddp_classes", *CLASSES_DDP, data, "trainer=ddp_cpu", port=classes_port
+        ),
     }
     yield processes
     for process in processes.values():
@@ -398,5 +405,24 @@ def test_ddp_cpu_averages_gradients_over_the_ranks_shards(
     # Faint images: an imperfect model, whose rank halves score unlike the whole split.
     assert 0.5 < one["test/auroc"] < 1 and one["test/ece"] > 0
     assert ddp.keys() == one.keys()
+    for key, value in one.items():
+        assert ddp[key] == pytest.approx(value, abs=1e-5), key
+
+
+def test_ddp_cpu_takes_the_steps_of_one_process_for_k_classes(
+    root: Path, background: dict[str, subprocess.Popen]
+) -> None:
+    """Softmax over ten classes: two ranks at batch 6 end with the weights and metrics of one
+    process at batch 12 (model.lr=auto is measured at the effective minibatch of 12 too)."""
+    run_dir = root / "ddp_classes"
+    assert finish(background["ddp_classes"], run_dir) == 0, read_log(run_dir)
+    single = root / "single_classes"
+    data = f"paths.data_dir={root / 'data'}"
+    one_process = [*CLASSES_DDP[:-2], "data.batch_size=12", CLASSES_DDP[-1]]
+    assert run_entry(main, *one_process, data, f"hydra.run.dir={single}") == 0
+    for name, tensor in weights(single).items():
+        torch.testing.assert_close(weights(run_dir)[name], tensor, atol=1e-5, rtol=0)
+    ddp, one = metrics(run_dir), metrics(single)
+    assert ddp.keys() == one.keys() and "test/acc/sandal" in one
     for key, value in one.items():
         assert ddp[key] == pytest.approx(value, abs=1e-5), key
