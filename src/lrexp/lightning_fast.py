@@ -100,19 +100,21 @@ def plain_step(optimizer: LightningOptimizer, loss: Tensor) -> None:
 # --- epoch metrics ----------------------------------------------------------------------------
 
 
-def publish_to_trainer(trainer: L.Trainer, values: dict[str, float], progress_bar: bool) -> None:
+def publish_to_trainer(
+    trainer: L.Trainer, values: dict[str, float], shown: dict[str, float]
+) -> None:
     """Hand an epoch's metric values to the trainer without `LightningModule.log`.
 
     Replaces: `log_dict`, whose per-key bookkeeping on every call outweighs a small model's
     epoch. Keeps: `trainer.callback_metrics` holds CPU tensors (ModelCheckpoint and
-    EarlyStopping read and deep-copy them) and the progress bar shows the same floats.
+    EarlyStopping read and deep-copy them) and the progress bar shows `shown`, as log_dict
+    with prog_bar=True would.
     Test: tests/test_lightning_fast.py::test_fast_and_stock_paths_give_the_same_run.
     """
     import torch
 
     trainer.callback_metrics.update({k: torch.tensor(v) for k, v in values.items()})
-    if progress_bar:
-        trainer.progress_bar_metrics.update(values)
+    trainer.progress_bar_metrics.update(shown)
 
 
 # --- callbacks ------------------------------------------------------------------------------

@@ -86,10 +86,13 @@ def publish(module: L.LightningModule, stage: str, values: dict[str, float], fas
     the loggers, with the epoch as x axis. A stand-alone validate() (the best checkpoint
     re-scored for metrics.json) adds no point to the curves."""
     trainer = module.trainer
+    # The bar shows the stage's headline values, not the per-class ones (<stage>/acc/<class>).
+    shown = {k: v for k, v in values.items() if stage != "test" and k.count("/") == 1}
     if fast:
-        publish_to_trainer(trainer, values, progress_bar=stage != "test")
+        publish_to_trainer(trainer, values, shown)
     else:
-        module.log_dict(values, prog_bar=stage != "test", logger=False, sync_dist=False)
+        module.log_dict({k: v for k, v in values.items() if k not in shown}, logger=False)
+        module.log_dict(shown, prog_bar=True, logger=False)
     if trainer.state.fn == TrainerFn.VALIDATING:
         return
     for logger in module.loggers:
