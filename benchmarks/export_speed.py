@@ -13,43 +13,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from processes import timed_process
+
 CPU_S: dict[str, list[float]] = {}  # CPU seconds of each process, by command or logger
 
 
 def lrexp(command: str, *overrides: str) -> float:
     """Wall seconds for one `python -m lrexp.<command>` process, start to exit (its CPU
     seconds go to CPU_S[command])."""
-    key = command
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    cpu_before = _children_cpu()
-    started = time.perf_counter()
-    subprocess.run(
-        [sys.executable, "-m", f"lrexp.{command}", *overrides],
-        check=True,
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-    )
-    wall = time.perf_counter() - started
-    CPU_S.setdefault(key, []).append(_children_cpu() - cpu_before)
+    wall, cpu = timed_process([sys.executable, "-m", f"lrexp.{command}", *overrides])
+    CPU_S.setdefault(command, []).append(cpu)
     return wall
-
-
-def _children_cpu() -> float:
-    """User + system CPU seconds of the finished child processes: far less disturbed than wall
-    time by other work on the machine."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:

@@ -20,16 +20,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from processes import timed_process
+
 CPU_S: dict[str, list[float]] = {}  # CPU seconds of each process, by command or logger
 LOGGERS = ("tensorboard", "mlflow")
 
@@ -38,26 +35,14 @@ def train(logger: str, scratch: Path, name: str, epochs: int, threads: int | Non
     """Wall seconds for one `python -m lrexp.train` process, start to exit (its CPU seconds
     go to CPU_S[logger], the store's creation to CPU_S["mlflow, creating the store"])."""
     key = "mlflow, creating the store" if name == "store" else logger
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    if threads is not None:
-        env["OMP_NUM_THREADS"] = str(threads)
+    env = {"OMP_NUM_THREADS": str(threads)} if threads is not None else {}
     command = [sys.executable, "-m", "lrexp.train", "data=fashion_mnist", f"logger={logger}"]
     command += [f"paths.data_dir={scratch / 'data'}", f"paths.log_dir={scratch / 'outputs'}"]
     command += [f"trainer.max_epochs={epochs}", "trainer.enable_progress_bar=false"]
     command += [f"hydra.run.dir={scratch / 'outputs' / name}"]
-    cpu_before = _children_cpu()
-    started = time.perf_counter()
-    subprocess.run(command, check=True, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
-    wall = time.perf_counter() - started
-    CPU_S.setdefault(key, []).append(_children_cpu() - cpu_before)
+    wall, cpu = timed_process(command, env)
+    CPU_S.setdefault(key, []).append(cpu)
     return wall
-
-
-def _children_cpu() -> float:
-    """User + system CPU seconds of the finished child processes: far less disturbed than wall
-    time by other work on the machine."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:
