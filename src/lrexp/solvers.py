@@ -161,7 +161,15 @@ def on_train_start(model: LogisticRegression) -> None:
     model.plain_steps = model.fast and step_hooks_idle(trainer)
     loader = trainer.train_dataloader
     per_epoch = getattr(getattr(loader, "sampler", None), "minibatches_per_epoch", None)
-    model.total_steps = max(trainer.max_epochs * (per_epoch or len(loader)), 1)
+    if trainer.max_steps > 0:
+        model.total_steps = trainer.max_steps
+    elif trainer.max_epochs is not None and trainer.max_epochs > 0:
+        model.total_steps = max(trainer.max_epochs * (per_epoch or len(loader)), 1)
+    elif model.hparams.scheduler in DECAYS:
+        raise LrexpError(
+            f"model.scheduler={model.hparams.scheduler} decays over the run, which has no end: "
+            "set trainer.max_epochs (or trainer.max_steps), or model.scheduler=null"
+        )
 
 
 def minibatch_steps(model: LogisticRegression, group: Minibatches) -> None:
@@ -235,8 +243,7 @@ def full_batch_step(model: LogisticRegression, group: Minibatches) -> None:
 
 def epoch_report(model: LogisticRegression) -> dict[str, float]:
     """What the epoch's training values add: L-BFGS' objective and gradient norm."""
-    report = getattr(model, "solver_report", None) or {}
-    model.solver_report = None
+    report, model.solver_report = model.solver_report or {}, None
     return report
 
 
