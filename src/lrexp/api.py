@@ -101,6 +101,10 @@ def _run_job(task: Callable[[DictConfig], Any], cfg: DictConfig) -> tuple[Any, P
     from hydra.core.hydra_config import HydraConfig
     from hydra.core.utils import env_override
 
+    from lrexp.cli import quiet_irrelevant_output
+    from lrexp.rundir import close_run_log
+
+    quiet_irrelevant_output()  # as the command line: no advertisement, no irrelevant warning
     hydra_config = HydraConfig.instance()
     saved_hydra_cfg, saved_env = hydra_config.cfg, dict(os.environ)
     root = logging.getLogger()
@@ -119,8 +123,9 @@ def _run_job(task: Callable[[DictConfig], Any], cfg: DictConfig) -> tuple[Any, P
         with env_override(cfg.hydra.job.env_set):
             return task(task_cfg), run_dir
     finally:
+        close_run_log()
         for handler in set(root.handlers) - set(saved_handlers):
-            root.removeHandler(handler)  # the run's own log file (lrexp.rundir.start_run)
+            root.removeHandler(handler)
             handler.close()
         root.setLevel(saved_level)
         os.environ.clear()
