@@ -526,3 +526,22 @@ def test_a_table_run_agrees_with_scikit_learns_pipeline_end_to_end(
     scores = json.loads((evaluated / "metrics.json").read_text())
     trained = json.loads((run / "metrics.json").read_text())
     assert scores["test/acc"] == pytest.approx(trained["test/acc"])
+
+
+def test_a_column_typed_wrongly_by_the_first_block_is_read_with_the_whole_files_types(
+    tmp_path: Path,
+) -> None:
+    """The streaming reader types columns from its first block (1 MB): an integer column with
+    a decimal far below it makes the file be read again whole, giving the same table as a
+    whole-file read."""
+    from lrexp.data.table import read_table
+
+    rows = 300_000
+    values = np.arange(rows).astype(str)
+    values[-1] = "1.5"
+    path = tmp_path / "late_decimal.csv"
+    pd.DataFrame({"x": values, "y": np.arange(rows) % 2}).to_csv(path, index=False)
+    assert path.stat().st_size > 2_000_000  # well past the first block
+    table = read_table(path, "data.path")
+    assert table.equals(csv.read_csv(path))
+    assert table.schema.field("x").type == pa.float64()

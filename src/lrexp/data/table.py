@@ -93,16 +93,25 @@ def read_table(path: str | Path, key: str, delimiter: str | None = None) -> pa.T
 
 
 def _read_delimited(path: Path, key: str, delimiter: str) -> pa.Table:
+    """pyarrow's streaming reader, block by block: the table and one block in memory, not the
+    whole file's text beside it. It types each column from the first block; where a later block
+    does not fit that type (an integer column with a decimal further down), the file is read
+    again whole, with types from all of it, for the same table."""
     import pyarrow.csv as csv
 
+    options = {
+        "read_options": csv.ReadOptions(use_threads=True),
+        "parse_options": csv.ParseOptions(delimiter=delimiter),
+        # An empty field is missing in a string column too, not the category "".
+        "convert_options": csv.ConvertOptions(strings_can_be_null=True),
+    }
     try:
-        table = csv.read_csv(
-            path,
-            read_options=csv.ReadOptions(use_threads=True),
-            parse_options=csv.ParseOptions(delimiter=delimiter),
-            # An empty field is missing in a string column too, not the category "".
-            convert_options=csv.ConvertOptions(strings_can_be_null=True),
-        )
+        try:
+            table = csv.open_csv(path, **options).read_all()
+        except pa.ArrowInvalid as err:
+            if "conversion error" not in str(err).lower():
+                raise
+            table = csv.read_csv(path, **options)
     except pa.ArrowException as err:
         raise LrexpError(
             f"{key}={path}: cannot read it as {delimiter!r}-separated text ({_one_line(err)})"
