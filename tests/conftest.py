@@ -238,3 +238,23 @@ def trained_mnist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     assert run_entry(main, *overrides) == 0
     return root / "run"
+
+
+@pytest.fixture(scope="session")
+def trained_ten_classes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Softmax regression over all ten classes of fabricated Fashion-MNIST."""
+    from lrexp.train import main as train_main
+
+    root = tmp_path_factory.mktemp("ten_classes")
+    write_mnist_like(root / "data" / "FashionMNIST" / "raw")
+    overrides = (
+        "data=fashion_mnist",
+        f"paths.data_dir={root / 'data'}",
+        "data.system_dir=null",
+        "data.classes=all",
+        "trainer.max_epochs=5",
+        "logger=none",
+        f"hydra.run.dir={root / 'run'}",
+    )
+    assert run_entry(train_main, *overrides) == 0
+    return root / "run"

@@ -109,3 +109,16 @@ def test_eval_refuses_data_that_do_not_fit_the_checkpoint(
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not list((tmp_path / "run").glob("*"))  # Hydra made the dir; nothing went in
+
+
+def test_eval_reproduces_a_ten_class_runs_test_metrics(
+    trained_ten_classes: Path, tmp_path: Path
+) -> None:
+    """eval rebuilds the softmax model and its ten-class data from the checkpoint alone."""
+    ckpt = trained_ten_classes / "checkpoints" / "last.ckpt"
+    run_dir = tmp_path / "eval"
+    assert run_entry(main, f"ckpt_path={ckpt}", "logger=none", f"hydra.run.dir={run_dir}") == 0
+    evaluated, trained = read_metrics(run_dir), read_metrics(trained_ten_classes)
+    tested = {k: v for k, v in evaluated.items() if k.startswith("test/")}
+    assert "test/acc/ankle-boot" in tested
+    assert tested == pytest.approx({k: trained[k] for k in tested}, abs=1e-6)

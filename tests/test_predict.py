@@ -73,27 +73,6 @@ def test_predict_refuses_a_glob_that_matches_nothing(
     assert not list(run_dir.glob("*"))  # Hydra made the dir; nothing went in
 
 
-@pytest.fixture(scope="module")
-def trained_ten_classes(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Softmax regression over all ten classes of fabricated Fashion-MNIST."""
-    from lrexp.train import main as train_main
-    from tests.conftest import write_mnist_like
-
-    root = tmp_path_factory.mktemp("ten_classes")
-    write_mnist_like(root / "data" / "FashionMNIST" / "raw")
-    overrides = (
-        "data=fashion_mnist",
-        f"paths.data_dir={root / 'data'}",
-        "data.system_dir=null",
-        "data.classes=all",
-        "trainer.max_epochs=5",
-        "logger=none",
-        f"hydra.run.dir={root / 'run'}",
-    )
-    assert run_entry(train_main, *overrides) == 0
-    return root / "run"
-
-
 def test_a_ten_class_run_reports_multiclass_metrics_and_pictures(
     trained_ten_classes: Path,
 ) -> None:
