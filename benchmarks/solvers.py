@@ -34,6 +34,7 @@ from sklearn.metrics import balanced_accuracy_score
 
 from lrexp.cli import CONFIG_DIR
 from lrexp.experiment import build_experiment
+from lrexp.model import predicted_labels
 from lrexp.solvers import objective_report
 
 
@@ -75,7 +76,7 @@ def fit_lrexp(overrides: list[str], data_dir: str, work: Path):
 def predictions(model, x: np.ndarray) -> np.ndarray:
     with torch.no_grad():
         probs = model(torch.from_numpy(x))
-    return ((probs >= 0.5).long() if probs.dim() == 1 else probs.argmax(1)).numpy()
+    return predicted_labels(probs).numpy()
 
 
 def exact_optimum(data_dir: str, work: Path) -> dict:

@@ -24,6 +24,7 @@ from lrexp.cli import entry_point, run_as_command
 from lrexp.config import check_config
 from lrexp.errors import LrexpError
 from lrexp.experiment import build_experiment, score_best
+from lrexp.model import predicted_labels
 from lrexp.rundir import print_summary, start_run, write_metrics
 
 
@@ -111,8 +112,7 @@ def baseline(cfg: DictConfig) -> dict[str, float]:
     metrics |= {f"lrexp/{k}": v for k, v in scores.items() if "/acc/" not in k}
     with torch.no_grad():
         probs = model(torch.as_tensor(x_test, device=model.device)).cpu()
-    predicted = (probs >= 0.5).long() if probs.dim() == 1 else probs.argmax(1)
-    metrics["lrexp/test/balanced_acc"] = balanced_accuracy(y_test, predicted.numpy())
+    metrics["lrexp/test/balanced_acc"] = balanced_accuracy(y_test, predicted_labels(probs).numpy())
     for logger in trainer.loggers:
         logger.finalize("success")
 

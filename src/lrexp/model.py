@@ -29,6 +29,12 @@ from lrexp.data.batches import Minibatches
 from lrexp.metrics import EpochMetrics, publish
 
 
+def predicted_labels(probs: Tensor) -> Tensor:
+    """The label the model predicts from its probabilities: label 1 where P(label 1) >= 0.5 (as
+    the metrics threshold it) for two labels, the most probable class for K."""
+    return (probs >= 0.5).long() if probs.dim() == 1 else probs.argmax(-1)
+
+
 class LogisticRegression(L.LightningModule):
     def __init__(
         self,

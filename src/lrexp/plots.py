@@ -127,11 +127,13 @@ def confidently_wrong(
 ) -> Figure:
     """The misclassified test images the model was surest about, with the true and predicted
     label names and the predicted one's probability."""
+    from lrexp.model import predicted_labels
+
+    predicted = predicted_labels(probs)
     if probs.dim() == 1:
-        predicted = (probs >= 0.5).long()
         confidence = torch.where(predicted == 1, probs, 1 - probs)
     else:
-        confidence, predicted = probs.max(1)
+        confidence = probs.max(1).values
     wrong = (predicted != labels).nonzero().squeeze(1)
     worst = wrong[confidence[wrong].argsort(descending=True)][:count]
     cols = min(max(len(worst), 1), 8)

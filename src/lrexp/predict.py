@@ -18,10 +18,10 @@ from lrexp.checkpoints import checkpoint_path, restore
 from lrexp.cli import entry_point, run_as_command
 from lrexp.config import check_config
 from lrexp.errors import LrexpError
+from lrexp.model import predicted_labels
 from lrexp.rundir import print_summary, start_run, write_atomic
 
 PREDICTIONS_FILE = "predictions.csv"
-THRESHOLD = 0.5  # P(label 1) from which a binary model predicts label 1, as in the metrics
 
 
 def predict(cfg: DictConfig) -> list[list[str | float | int]]:
@@ -49,7 +49,8 @@ def predict(cfg: DictConfig) -> list[list[str | float | int]]:
     classes = list(model.hparams.get("class_names") or range(model.hparams.num_classes))
     if probs.dim() == 1:
         header = ["input", "p_label_1", "label"]
-        rows = [[n, p, int(p >= THRESHOLD)] for n, p in zip(names, probs.tolist(), strict=True)]
+        labels = predicted_labels(probs).tolist()
+        rows = [[n, p, lab] for n, p, lab in zip(names, probs.tolist(), labels, strict=True)]
         shown = [f"{n}\t{p:.6f}\t{label}" for n, p, label in rows]
         shown_header = "input\tP(label 1)\tlabel"
     else:
