@@ -52,7 +52,7 @@ class LogisticRegression(L.LightningModule):
         l1_ratio: float = 0.0,
         class_weight: str | Sequence[float] | None = None,
         max_iter: int = 100,
-        tol: float = 1e-6,
+        tol: float = 1e-7,
         seed: int | None = None,
     ) -> None:
         super().__init__()
@@ -73,6 +73,7 @@ class LogisticRegression(L.LightningModule):
         # Set per fit by lrexp.solvers: torch's own step calls allowed, SGD steps in the run,
         # L-BFGS' convergence report of the epoch.
         self.plain_steps, self.total_steps, self.solver_report = False, 1, None
+        self.lbfgs_problem: solvers.CentredFloat64 | None = None  # during an lbfgs fit
 
     def logits(self, x: Tensor) -> Tensor:
         logits = self.linear(x.to(self.linear.weight.dtype))
@@ -97,12 +98,14 @@ class LogisticRegression(L.LightningModule):
         losses = F.cross_entropy(logits, y, reduction="none") * weight
         return losses.sum() if reduction == "sum" else losses.mean()
 
-    def penalty(self, rows: int) -> Tensor | float:
-        """The L2 part of the regulariser for a step over `rows` rows; the L1 part is a
-        proximal step after the update (solvers.l1_prox). The intercept is not penalised.
-        SGD and Adam apply it as the weight's decay (solvers.configure)."""
+    def penalty(self, rows: int, weight: Tensor | None = None) -> Tensor | float:
+        """The L2 part of the regulariser for a step over `rows` rows, at `weight` (default: the
+        layer's); the L1 part is a proximal step after the update (solvers.l1_prox). The
+        intercept is not penalised. SGD and Adam apply it as the weight's decay
+        (solvers.configure)."""
+        weight = self.linear.weight if weight is None else weight
         decay = solvers.l2_decay(self, rows)
-        return decay / 2 * self.linear.weight.pow(2).sum() if decay else 0.0
+        return decay / 2 * weight.pow(2).sum() if decay else 0.0
 
     def objective(self, x: Tensor, y: Tensor, float64: bool = False) -> Tensor:
         """What a step minimises on the rows (x, y): loss + L2 penalty; `float64` sums it in
@@ -143,6 +146,9 @@ class LogisticRegression(L.LightningModule):
 
     def on_train_start(self) -> None:
         solvers.on_train_start(self)
+
+    def on_train_end(self) -> None:
+        solvers.on_train_end(self)
 
     def on_train_batch_start(self, batch: object, batch_idx: int) -> int | None:
         """L-BFGS takes the epoch's step on its first group; -1 skips the rest of the epoch."""

@@ -5,8 +5,8 @@ one Lightning training step, the L1 proximal step, and the convergence report.
   (lrexp.data.batches), so Lightning's per-step bookkeeping is paid once per group; the updates
   are exactly those of one minibatch per Lightning step.
 - lbfgs: once per epoch, `max_iter` iterations of full-batch L-BFGS with a strong-Wolfe line
-  search on the whole training split; the run stops once the objective's largest gradient
-  entry is <= `tol` (scipy's pgtol, which scikit-learn's lbfgs `tol` sets).
+  search on the whole training split (CentredFloat64); the run stops once the objective's
+  largest gradient entry is <= `tol` (scipy's pgtol, which scikit-learn's lbfgs `tol` sets).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from lrexp.errors import LrexpError
@@ -113,8 +114,10 @@ def configure(model: LogisticRegression) -> dict[str, Any]:
     elif hp.optimizer == "adam":
         optimizer = torch.optim.Adam(params, lr=lr)
     else:
+        # L-BFGS moves float64 copies of the parameters (CentredFloat64.parameters); each epoch's
+        # step copies them from and back to the model's.
         optimizer = torch.optim.LBFGS(
-            model.parameters(),
+            CentredFloat64.parameters(model),
             lr=lr,
             max_iter=hp.max_iter,
             tolerance_grad=hp.tol,
@@ -212,21 +215,71 @@ def minibatch_steps(model: LogisticRegression, group: Minibatches) -> None:
         model.metrics.update_loss("train", losses, sizes)
 
 
+class CentredFloat64:
+    """The whole training split as L-BFGS minimises the objective on it:
+
+    - in float64, whatever the parameters' dtype: near the optimum the objective changes by
+      less than float32's rounding of x·w, so float32 L-BFGS stalls short of the optimum;
+    - with the columns centred, L-BFGS moving (w, c) with c = b + w·μ, the logit of the mean
+      row. The intercept is not penalised, so this change of variables keeps the optimum; it
+      decouples the intercept from the weights, which on features that are all >= 0 (pixels)
+      are otherwise one ill-conditioned direction.
+
+    Memory: a float64 copy of the training split, kept from the fit's start to its end.
+    """
+
+    def __init__(self, x: Tensor, y: Tensor) -> None:
+        x = x.double()
+        self.mean = x.mean(0)
+        self.x, self.y = x.sub_(self.mean), y
+
+    @staticmethod
+    def parameters(model: LogisticRegression) -> list[Tensor]:
+        """(w, c) in float64, on the model's device; the values come with each step (load)."""
+        return [
+            torch.zeros_like(p, dtype=torch.float64, requires_grad=True)
+            for p in (model.linear.weight, model.linear.bias)
+        ]
+
+    def objective(self, model: LogisticRegression, weight: Tensor, centred_bias: Tensor) -> Tensor:
+        logits = F.linear(self.x, weight, centred_bias)
+        logits = logits.squeeze(-1) if model.hparams.num_classes == 2 else logits
+        return model.loss(logits, self.y) + model.penalty(len(self.y), weight)
+
+    @torch.no_grad()
+    def load(self, model: LogisticRegression, weight: Tensor, centred_bias: Tensor) -> None:
+        weight.copy_(model.linear.weight)
+        centred_bias.copy_(model.linear.bias.double() + weight @ self.mean)
+
+    @torch.no_grad()
+    def store(self, model: LogisticRegression, weight: Tensor, centred_bias: Tensor) -> None:
+        model.linear.weight.copy_(weight)
+        model.linear.bias.copy_(centred_bias - weight @ self.mean)
+
+
+def on_train_end(model: LogisticRegression) -> None:
+    model.lbfgs_problem = None  # the float64 copy of the training split
+
+
 def full_batch_step(model: LogisticRegression, group: Minibatches) -> None:
     """`max_iter` L-BFGS iterations on the whole training split (the rows the group's loader
     holds), once per epoch: the epoch's other groups are skipped (on_train_batch_start)."""
     x, y = group.source.x, group.source.y
+    if model.lbfgs_problem is None:  # the fit's first step
+        model.lbfgs_problem = CentredFloat64(x, y)
+    problem = model.lbfgs_problem
     optimizer = model.optimizers()
+    weight, centred_bias = optimizer.optimizer.param_groups[0]["params"]
+    problem.load(model, weight, centred_bias)
 
     def closure() -> Tensor:
         optimizer.zero_grad()
-        # Summed in float64: over a whole split, float32's rounding of the sum hides the small
-        # differences the line search compares near the optimum.
-        objective = model.objective(x, y, float64=True)
+        objective = problem.objective(model, weight, centred_bias)
         model.manual_backward(objective)
         return objective
 
     optimizer.step(closure=closure)
+    problem.store(model, weight, centred_bias)
     with torch.no_grad():
         logits = model.logits(x)
         loss = model.loss(logits, y).reshape(1)
@@ -236,9 +289,14 @@ def full_batch_step(model: LogisticRegression, group: Minibatches) -> None:
         model.metrics.update("train", model.probs(logits), y, loss, sizes)
     else:
         model.metrics.update_loss("train", loss, sizes)
-    # Once converged, later epochs cost one objective evaluation each: torch's L-BFGS returns
-    # at once when the gradient is within tolerance_grad (tol).
     model.solver_report = objective_report(model, x, y)
+    grad_norm = model.solver_report["train/grad_norm"]
+    if grad_norm <= model.hparams.tol:  # as scikit-learn stops: later epochs would not move
+        log.info(
+            f"L-BFGS converged in epoch {model.current_epoch}: the largest gradient entry "
+            f"{grad_norm:.2g} <= model.tol={model.hparams.tol:g}; the run stops"
+        )
+        model.trainer.should_stop = True
 
 
 def epoch_report(model: LogisticRegression) -> dict[str, float]:
@@ -290,11 +348,18 @@ def l1_prox(model: LogisticRegression, optimizer: torch.optim.Optimizer, rows: i
 
 def objective_report(model: LogisticRegression, x: Tensor, y: Tensor) -> dict[str, float]:
     """The full regularised objective on (x, y) — the whole training split — and the largest
-    entry of its (minimum-norm sub)gradient: 0 at the optimum."""
+    entry of its (minimum-norm sub)gradient: 0 at the optimum. With lbfgs both are L-BFGS' own
+    (CentredFloat64: float64, the gradient in (w, c)), so the gradient is the one it stops on."""
     hp = model.hparams
+    params = [model.linear.weight, model.linear.bias]
     with torch.enable_grad():
-        objective = model.objective(x, y, float64=True)
-        params = [model.linear.weight, model.linear.bias]
+        if hp.optimizer == "lbfgs":
+            problem = model.lbfgs_problem or CentredFloat64(x, y)
+            params = CentredFloat64.parameters(model)
+            problem.load(model, *params)
+            objective = problem.objective(model, *params)
+        else:
+            objective = model.objective(x, y, float64=True)
         grad_w, grad_b = torch.autograd.grad(objective, params)
     weight = model.linear.weight.detach()
     if hp.C is not None and hp.l1_ratio:
