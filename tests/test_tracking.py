@@ -19,6 +19,8 @@ import pytest
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
+from lrexp.errors import LrexpError
+from lrexp.tracking import MLFlowLogger
 from lrexp.train import main
 from tests.conftest import run_entry
 
@@ -130,14 +132,54 @@ def test_a_server_that_does_not_answer_stops_the_run_in_one_line(
     assert not list(run_dir.glob("*"))  # stopped before the run dir was claimed
 
 
+def command(*overrides: str) -> subprocess.CompletedProcess:
+    """`python -m lrexp.train` as a user runs it: the process must end once the run ends (the
+    logger's worker thread must not keep it waiting)."""
+    args = [sys.executable, "-m", "lrexp.train", *TOY, *overrides]
+    return subprocess.run(args, capture_output=True, text=True, timeout=600)
+
+
 def test_the_default_store_lies_under_the_log_dir(tmp_path: Path) -> None:
     log_dir = tmp_path / "outputs"
     run_dir = log_dir / "run"
-    overrides = ("trainer.max_epochs=10", f"paths.log_dir={log_dir}", f"hydra.run.dir={run_dir}")
-    assert run_entry(main, *TOY, *overrides) == 0
+    result = command(
+        "trainer.max_epochs=10", f"paths.log_dir={log_dir}", f"hydra.run.dir={run_dir}"
+    )
+    assert result.returncode == 0, result.stderr
     client = MlflowClient(f"sqlite:///{log_dir / 'mlflow.db'}")
     (run,) = runs_tagged(client, "lrexp.run_dir", str(run_dir))
+    assert run.info.status == "FINISHED"
     artifacts = Path(run.info.artifact_uri.removeprefix("file://"))
     assert artifacts.is_relative_to(log_dir / "mlartifacts")
     assert (artifacts / "metrics.json").read_bytes() == (run_dir / "metrics.json").read_bytes()
     assert len(client.get_metric_history(run.info.run_id, "train/loss")) == 10
+
+
+def test_a_run_that_stops_before_training_ends_at_once(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.ckpt"
+    result = command(f"paths.log_dir={tmp_path}", f"ckpt_path={missing}")
+    assert result.returncode == 2
+    assert str(missing) in result.stderr
+
+
+def test_the_logger_sends_from_its_child_and_its_client_reads_back(tmp_path: Path) -> None:
+    logger = MLFlowLogger(f"sqlite:///{tmp_path / 'mlflow.db'}", local_artifacts=str(tmp_path))
+    _ = logger.experiment  # as Lightning touches it at setup: no client made yet
+    logger.log_hyperparams({"model/lr": 0.1})
+    for step in range(3):
+        logger.log_metrics({"train/loss": 1.0 / (step + 1)}, step)
+    logger.save()
+    logger.finalize("success")
+    assert logger.version == logger.run_id
+    run = logger.experiment.get_run(logger.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params == {"model/lr": "0.1"}
+    history = logger.experiment.get_metric_history(logger.run_id, "train/loss")
+    assert [(m.step, m.value) for m in history] == [(0, 1.0), (1, 0.5), (2, 1 / 3)]
+
+
+def test_a_store_mlflow_cannot_open_fails_in_one_line(tmp_path: Path) -> None:
+    logger = MLFlowLogger("bogus://nowhere")
+    logger.log_metrics({"train/loss": 1.0}, 0)
+    with pytest.raises(LrexpError, match=r"^logger=mlflow: .*bogus"):
+        logger.finalize("success")

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
 from lrexp.checkpoints import CHECKPOINT_DIR
@@ -60,7 +61,7 @@ def save_figures(run_dir: Path, figures: Mapping[str, Figure], loggers: list[Any
 
     from matplotlib.image import imread
 
-    tensorboards = [lg.experiment for lg in loggers if hasattr(lg.experiment, "add_image")]
+    tensorboards = [lg.experiment for lg in loggers if isinstance(lg, TensorBoardLogger)]
     for name, figure in figures.items():
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
@@ -185,7 +186,7 @@ def finish(
     for logger in trainer.loggers:
         if cfg is not None:
             params = OmegaConf.to_container(cfg, resolve=True)
-            if hasattr(logger.experiment, "add_figure"):  # TensorBoard: the HPARAMS columns
+            if isinstance(logger, TensorBoardLogger):  # the HPARAMS tab's columns
                 logger.log_hyperparams(params, {f"hp/{k}": v for k, v in metrics.items()})
             else:
                 logger.log_hyperparams(params)
@@ -193,7 +194,7 @@ def finish(
     for logger in trainer.loggers:
         logger.finalize("success")
     where = {"run dir:": str(run_dir), "metrics:": str(path)}
-    if any(type(lg).__name__ == "TensorBoardLogger" for lg in trainer.loggers):
+    if any(isinstance(lg, TensorBoardLogger) for lg in trainer.loggers):
         where["tensorboard:"] = f"tensorboard --logdir {run_dir}"
     print_summary(title, metrics, {**lines, **where, **tracking_lines(trainer.loggers)})
     return path

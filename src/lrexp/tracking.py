@@ -1,6 +1,6 @@
-"""Experiment tracking beyond Lightning's loggers: MLflow runs named after their run dir, a
-check that a tracking server answers before training starts, and the run's files uploaded as
-artifacts when it ends.
+"""Experiment tracking beyond Lightning's loggers: MLflow runs named after their run dir, sent
+from a child process; a check that a tracking server answers before training starts; and the
+run's files uploaded as artifacts when it ends.
 
 Lightning's MLFlowLogger sends the params (log_hyperparams) and the epoch curves (log_metrics);
 what it does not send — metrics.json, figures/, the config and the best checkpoint — is
@@ -9,21 +9,25 @@ uploaded here, once the run dir holds them.
 
 from __future__ import annotations
 
+import gc
+import inspect
+import multiprocessing
+import signal
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
+from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from lightning.pytorch.loggers import Logger
 from lightning.pytorch.loggers import mlflow as lightning_mlflow
+from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import OmegaConf
 
 from lrexp.errors import LrexpError
-
-if TYPE_CHECKING:  # mlflow is imported only by runs that use it (lrexp[mlflow])
-    from mlflow.entities import Metric
 
 REMOTE_SCHEMES = ("http://", "https://")
 # Seconds to wait for a tracking server's answer: a server that is up answers /health at once;
@@ -31,21 +35,26 @@ REMOTE_SCHEMES = ("http://", "https://")
 PROBE_TIMEOUT_S = 5.0
 MAX_METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch request
 
+Point = tuple[str, float, int, int]  # an epoch point: key, value, timestamp (ms), step
 
-class MLFlowLogger(lightning_mlflow.MLFlowLogger):
-    """Lightning's MLFlowLogger with lrexp's defaults (conf/logger/mlflow.yaml):
 
-    - a local store (sqlite:///…) keeps its artifacts in `local_artifacts` (under outputs/, not
-      MLflow's default ./mlruns beside the current directory); a server decides this itself;
+class MLFlowLogger(Logger):
+    """Lightning's MLFlowLogger, run in a child process, with lrexp's defaults
+    (conf/logger/mlflow.yaml).
+
+    - The child (MlflowChild) imports mlflow, opens the store and makes every request, in the
+      order the run asks, while the run trains on its own core: importing mlflow and opening a
+      store cost about as much CPU as a short run's training, and each request is a database
+      transaction. `finalize` (after each stage) waits for the child; a request that failed
+      raises there, or at a later request.
+    - The epoch points are sent in one batch per checkpoint (`save`, which lrexp calls at every
+      checkpoint) and at the end, not one request per epoch.
+    - A local store (sqlite:///…) keeps its artifacts in `local_artifacts` (under outputs/, not
+      MLflow's default ./mlruns beside the current directory); a server decides this itself.
     - run_name=None names the run after its run dir: the last two parts of Hydra's run dir
       (date/time), or for a job of a sweep (-m) the sweep dir's last two parts and the job
       number, so the runs of one sweep sort together; tags keep the full paths and the job's
-      overrides;
-    - the epoch points are sent in one batch per checkpoint (`save`, which lrexp calls at every
-      checkpoint) and at the end, not one request per epoch: each request is a database
-      transaction, which would cost a run of many short epochs more than its training. As with
-      TensorBoard's buffered writer, a run killed later has every point up to its last
-      checkpoint in the store.
+      overrides.
     """
 
     def __init__(
@@ -57,9 +66,10 @@ class MLFlowLogger(lightning_mlflow.MLFlowLogger):
         tags: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
+        super().__init__()
         remote = tracking_uri.startswith(REMOTE_SCHEMES)
         name, hydra_tags = _hydra_run_name()
-        super().__init__(
+        self.settings = dict(
             experiment_name=experiment_name,
             run_name=run_name or name,
             tracking_uri=tracking_uri,
@@ -67,33 +77,174 @@ class MLFlowLogger(lightning_mlflow.MLFlowLogger):
             artifact_location=None if remote else local_artifacts,
             **kwargs,
         )
-        self.tracking_uri = tracking_uri
-        self._pending: list[Metric] = []
+        inspect.signature(lightning_mlflow.MLFlowLogger).bind(**self.settings)  # a bad key: now
+        self.tracking_uri, self.experiment_name = tracking_uri, experiment_name
+        self._pending: list[Point] = []
+        # Started now, so that mlflow is imported while the data loads; only rank 0 logs.
+        self._child = MlflowChild(self.settings) if rank_zero_only.rank == 0 else None
+
+    def __getstate__(self) -> dict[str, Any]:
+        """A copy in another process (ddp_spawn) starts a child of its own when it logs."""
+        return {**self.__dict__, "_child": None}
+
+    def _request(self, name: str, *args: Any) -> None:
+        if self._child is None:
+            self._child = MlflowChild(self.settings)
+        self._child.send(name, *args)
+
+    def wait(self) -> Any:
+        """Until every request so far is done; the last one's result."""
+        return self._child.wait() if self._child is not None else None
+
+    @property
+    def name(self) -> str:
+        return self.experiment_name
+
+    @property
+    def version(self) -> str | None:
+        """The run id, once the child has created the run (None before)."""
+        return self._child.run_id if self._child is not None else None
+
+    @property
+    def run_id(self) -> str:
+        self._request("run_id")
+        return self.wait()
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> LazyClient:
+        """MLflow's client for this run's store, made in this process on first use (Lightning
+        touches this property at every stage's setup: that must not import mlflow here)."""
+        return LazyClient(self)
+
+    @rank_zero_only
+    def log_hyperparams(self, params: Mapping[str, Any], *args: Any, **kwargs: Any) -> None:
+        self._request("log_hyperparams", dict(params))
 
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         """Keep the points until the next `save`. lrexp's metric names (train/loss, ...) are
         names MLflow accepts as they are."""
-        from mlflow.entities import Metric
-
         timestamp = int(time.time() * 1000)
-        self._pending += [
-            Metric(key=key, value=float(value), timestamp=timestamp, step=step or 0)
-            for key, value in metrics.items()
-        ]
+        self._pending += [(key, float(v), timestamp, step or 0) for key, v in metrics.items()]
 
     @rank_zero_only
     def save(self) -> None:
-        super().save()
         pending, self._pending = self._pending, []
         for start in range(0, len(pending), MAX_METRICS_PER_BATCH):
-            batch = pending[start : start + MAX_METRICS_PER_BATCH]
-            self.experiment.log_batch(run_id=self.run_id, metrics=batch)
+            self._request("log_batch", pending[start : start + MAX_METRICS_PER_BATCH])
+
+    @rank_zero_only
+    def log_files(self, files: list[tuple[Path, str | None]]) -> None:
+        """Upload files (or folders) as artifacts, each under its folder in the run."""
+        for path, folder in files:
+            self._request("log_artifacts" if path.is_dir() else "log_artifact", str(path), folder)
 
     @rank_zero_only
     def finalize(self, status: str = "success") -> None:
+        """Send what is left and wait for it. Lightning calls this after each stage (fit,
+        validate, test); the child stays for the next."""
         self.save()
-        super().finalize(status)
+        self._request("finalize", status)
+        self.wait()
+
+
+class LazyClient:
+    """An MlflowClient, made on the first attribute asked of it, once the child has created the
+    run (and so the store: two processes creating one SQLite store collide)."""
+
+    def __init__(self, logger: MLFlowLogger) -> None:
+        self._logger, self._client = logger, None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._client is None:
+            from mlflow import MlflowClient
+
+            _ = self._logger.run_id
+            self._client = MlflowClient(self._logger.tracking_uri)
+        return getattr(self._client, name)
+
+
+class MlflowChild:
+    """A child process that holds Lightning's MLFlowLogger and makes the requests sent to it,
+    in order, answering each. Forked, so that it starts without importing torch and Lightning
+    again. gc.freeze() around the fork keeps the child's garbage collector off the parent's
+    objects, which it would otherwise copy page by page. Requests are not waited for; the
+    answers are read as they come (so the pipe never fills) and all of them in `wait`."""
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        context = multiprocessing.get_context("fork")
+        self._requests, child_end = context.Pipe()
+        gc.freeze()
+        try:
+            process = context.Process(
+                target=_serve, args=(child_end, settings), name="lrexp-mlflow", daemon=True
+            )
+            process.start()
+        finally:
+            gc.unfreeze()
+        child_end.close()
+        self._unanswered, self._last, self.run_id = 0, None, None
+
+    def send(self, name: str, *args: Any) -> None:
+        while self._unanswered and self._requests.poll():
+            self._answer()
+        self._requests.send((name, args))
+        self._unanswered += 1
+
+    def wait(self) -> Any:
+        while self._unanswered:
+            self._answer()
+        return self._last
+
+    def _answer(self) -> None:
+        try:
+            error, self._last, self.run_id = self._requests.recv()
+        except EOFError:
+            raise LrexpError("logger=mlflow: its process ended unexpectedly") from None
+        self._unanswered -= 1
+        if error:
+            raise LrexpError(f"logger=mlflow: {error}")
+
+
+def _serve(requests: Connection, settings: dict[str, Any]) -> None:
+    """The child's loop: until the run's process closes the pipe (or dies)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the run, which still logs
+    try:
+        logger = lightning_mlflow.MLFlowLogger(**settings)
+    except Exception as failure:  # e.g. a tracking URI MLflow does not know: each answer says so
+        logger, broken = None, f"{type(failure).__name__}: {failure}"
+    while True:
+        try:
+            name, args = requests.recv()
+        except EOFError:
+            return
+        if logger is None:
+            requests.send((broken, None, None))
+            continue
+        try:
+            result = _handle(logger, name, *args)
+        except Exception as failure:  # the run's process raises it
+            requests.send((f"{type(failure).__name__}: {failure}", None, None))
+        else:
+            requests.send((None, result, logger.run_id))
+
+
+def _handle(logger: lightning_mlflow.MLFlowLogger, name: str, *args: Any) -> Any:
+    if name == "run_id":
+        return logger.run_id
+    if name == "log_batch":
+        return _log_batch(logger, *args)
+    if name in ("log_artifact", "log_artifacts"):
+        return getattr(logger.experiment, name)(logger.run_id, *args)
+    return getattr(logger, name)(*args)  # log_hyperparams, finalize
+
+
+def _log_batch(mlflow: lightning_mlflow.MLFlowLogger, points: list[Point]) -> None:
+    from mlflow.entities import Metric
+
+    metrics = [Metric(key=k, value=v, timestamp=t, step=step) for k, v, t, step in points]
+    mlflow.experiment.log_batch(run_id=mlflow.run_id, metrics=metrics)
 
 
 def _hydra_run_name() -> tuple[str | None, dict[str, str]]:
@@ -119,15 +270,15 @@ def _hydra_run_name() -> tuple[str | None, dict[str, str]]:
     return f"{run_dir.parent.name}/{run_dir.name}", tags
 
 
-def _mlflow_loggers(loggers: list[Any]) -> list[lightning_mlflow.MLFlowLogger]:
-    return [lg for lg in loggers if isinstance(lg, lightning_mlflow.MLFlowLogger)]
+def _mlflow_loggers(loggers: list[Any]) -> list[MLFlowLogger]:
+    return [lg for lg in loggers if isinstance(lg, MLFlowLogger)]
 
 
 def check_tracking(loggers: list[Any]) -> None:
     """Stop before training when a tracking server does not answer (MLflow's own client would
     retry each call for minutes): one line naming the URI and the way out."""
     for logger in _mlflow_loggers(loggers):
-        uri = getattr(logger, "tracking_uri", "")  # lrexp's MLFlowLogger keeps it
+        uri = logger.tracking_uri
         if not uri.startswith(REMOTE_SCHEMES):
             continue
         try:
@@ -147,22 +298,24 @@ def check_tracking(loggers: list[Any]) -> None:
 def log_artifacts(loggers: list[Any], run_dir: Path, best_checkpoint: str | None) -> None:
     """metrics.json, figures/, .hydra/config.yaml and the best checkpoint, as artifacts of each
     MLflow run (the paths inside a run mirror the run dir's)."""
+    candidates = [
+        (run_dir / "metrics.json", None),
+        (run_dir / ".hydra" / "config.yaml", ".hydra"),
+        (run_dir / "figures", "figures"),
+    ]
+    files = [(path, folder) for path, folder in candidates if path.exists()]
+    if best_checkpoint:
+        files.append((Path(best_checkpoint), "checkpoints"))
     for logger in _mlflow_loggers(loggers):
-        client, run_id = logger.experiment, logger.run_id
-        for name, folder in (("metrics.json", None), (".hydra/config.yaml", ".hydra")):
-            if (run_dir / name).is_file():
-                client.log_artifact(run_id, str(run_dir / name), folder)
-        if (run_dir / "figures").is_dir():
-            client.log_artifacts(run_id, str(run_dir / "figures"), "figures")
-        if best_checkpoint:
-            client.log_artifact(run_id, best_checkpoint, "checkpoints")
+        logger.log_files(files)
+        logger.wait()
 
 
 def tracking_lines(loggers: list[Any]) -> dict[str, str]:
     """Where the closing summary says the run went: the MLflow UI command or server."""
     lines = {}
     for logger in _mlflow_loggers(loggers):
-        uri = getattr(logger, "tracking_uri", "")
+        uri = logger.tracking_uri
         remote = uri.startswith(REMOTE_SCHEMES)
         lines["mlflow:"] = uri if remote else f"mlflow ui --backend-store-uri {uri}"
     return lines
