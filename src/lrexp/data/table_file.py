@@ -287,8 +287,9 @@ class _Columns:
     ) -> None:
         self.text, self.num_rows = set(text), num_rows
         self.types: dict[str, pa.DataType] = {}
-        self.written: dict[str, int] = {}  # numeric columns: rows written so far
-        self.floats: dict[str, np.ndarray] = {}  # with num_rows: each numeric column, whole
+        self.numeric: list[str] = []  # the columns written as float32
+        self.floats: dict[str, np.ndarray] = {}  # with num_rows: each of them, whole
+        self.written: dict[str, int] = {}  # with num_rows: the rows of each written so far
         self.pieces: dict[str, list[pa.Array]] = {}  # the other columns' pieces
         for name in columns:
             self.expect(name, schema.field(name).type)
@@ -302,9 +303,10 @@ class _Columns:
         if name in self.text or not is_numeric(kind):
             self.pieces[name] = []
             return
-        self.written[name] = 0
+        self.numeric.append(name)
         if self.num_rows is not None:
             self.floats[name] = np.empty(self.num_rows, dtype=np.float32)
+            self.written[name] = 0
 
     def add(self, batch: pa.RecordBatch) -> None:
         if self.num_rows is None:
@@ -325,7 +327,7 @@ class _Columns:
             self.add(batch)
 
     def _add_to_segments(self, batch: pa.RecordBatch) -> None:
-        width = len(self.written)
+        width = len(self.numeric)
         per_segment = max(1, SEGMENT_BYTES // (4 * max(width, 1)))
         done = 0
         while done < batch.num_rows:
@@ -334,7 +336,7 @@ class _Columns:
                 self.segments.append(np.empty((width, per_segment), dtype=np.float32))
             take = min(batch.num_rows - done, per_segment - filled)
             piece = batch.slice(done, take)
-            for row, name in zip(self.segments[-1], self.written, strict=True):
+            for row, name in zip(self.segments[-1], self.numeric, strict=True):
                 float32_values(piece.column(name), out=row[filled : filled + take])
             self.rows += take
             done += take
@@ -343,7 +345,7 @@ class _Columns:
         """(float32 columns, Arrow columns); num_rows set."""
         if self.num_rows is None:
             self.num_rows = self.rows
-            matrix = np.empty((len(self.written), self.rows), dtype=np.float32)
+            matrix = np.empty((len(self.numeric), self.rows), dtype=np.float32)
             self.segments.reverse()
             start = 0
             while self.segments:  # each segment freed once copied
@@ -351,7 +353,7 @@ class _Columns:
                 matrix[:, start : start + segment.shape[1]] = segment
                 start += segment.shape[1]
                 del segment
-            self.floats = dict(zip(self.written, matrix, strict=True))
+            self.floats = dict(zip(self.numeric, matrix, strict=True))
         arrow = {
             name: pa.chunked_array(pieces, type=self.types[name])
             for name, pieces in self.pieces.items()
