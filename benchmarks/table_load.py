@@ -30,7 +30,10 @@ CATEGORIES = (6, 20)
 TIME_GOAL, MEMORY_GOAL = 2.0, 3.0
 
 
-def write_tables(rows: int, folder: Path) -> dict[str, Path]:
+def write_tables(
+    rows: int, folder: Path, formats: tuple[str, ...] = ("csv", "parquet")
+) -> dict[str, Path]:
+    """The seeded table of `rows` rows in `folder`, as table.csv and/or table.parquet."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.csv as csv
@@ -44,9 +47,11 @@ def write_tables(rows: int, folder: Path) -> dict[str, Path]:
     logit = columns["x0"] - columns["x1"] + (columns["s0"] == "c0_1")
     columns["y"] = (logit + rng.logistic(size=rows) > 0).astype(np.int64)
     table = pa.table(columns)
-    paths = {"csv": folder / "table.csv", "parquet": folder / "table.parquet"}
-    csv.write_csv(table, paths["csv"])
-    pq.write_table(table, paths["parquet"])
+    paths = {kind: folder / f"table.{kind}" for kind in formats}
+    if "csv" in paths:
+        csv.write_csv(table, paths["csv"])
+    if "parquet" in paths:
+        pq.write_table(table, paths["parquet"])
     return paths
 
 

@@ -23,12 +23,16 @@ seeded training split), medians over repeats:
   clock) lrexp's default config takes to come within 0.5 pp of that accuracy.
 
 With --classes all, the epoch table is measured on all ten classes (softmax regression, the raw
-loop with cross-entropy). With --accelerator gpu, the raw loop runs on the GPU over tensors
-already there, lrexp runs with trainer=gpu, every clock reading waits for the GPU, and only the
-epoch table is measured (the toy process and time to accuracy are CPU goals).
+loop with cross-entropy). With --data table, it is measured on table_load.py's generated table
+(--table-rows rows, default 200 000: 47 float columns, two string columns, a 0/1 target;
+73 model features) as Parquet: `python -m lrexp.train data=table` against the raw loop over
+lrexp's own training split of it, preprocessed; only the epoch table is measured. With
+--accelerator gpu, the raw loop runs on the GPU over tensors already there, lrexp runs with
+trainer=gpu, every clock reading waits for the GPU, and only the epoch table is measured (the
+toy process and time to accuracy are CPU goals).
 
-Usage: python benchmarks/throughput.py [--data-dir DIR] [--repeats N] [--accelerator cpu|gpu].
-Progress goes to stderr.
+Usage: python benchmarks/throughput.py [--data-dir DIR] [--repeats N] [--accelerator cpu|gpu]
+[--classes all] [--data fashion_mnist|table] [--table-rows N]. Progress goes to stderr.
 """
 
 from __future__ import annotations
@@ -146,14 +150,15 @@ def clocks() -> tuple[float, float]:
     return time.perf_counter(), time.process_time()
 
 
-def validation_period() -> int:
-    """Epochs per validation in lrexp's Fashion-MNIST config (trainer.check_val_every_n_epoch)."""
+def validation_period(data: list[str]) -> int:
+    """Epochs per validation (trainer.check_val_every_n_epoch) in the config that the `data`
+    overrides compose."""
     from hydra import compose, initialize_config_dir
 
     from lrexp.cli import CONFIG_DIR
 
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=[FASHION])
+        cfg = compose("config", overrides=data)
     return cfg.trainer.check_val_every_n_epoch
 
 
@@ -227,6 +232,7 @@ def fashion_split(data_dir: str, classes: str | None = None) -> dict:
     from lrexp.data.vision import label_subset
 
     pair = {} if classes else {"positive": ["sandal"], "negative": ["sneaker"]}
+    overrides = [FASHION, *([f"data.classes={classes}"] if classes else [])]
     dm = FashionMNISTDataModule(data_dir, classes=classes, seed=0, system_dir=SYSTEM_DIR, **pair)
     dm.setup("fit")
     dm.setup("test")
@@ -243,6 +249,33 @@ def fashion_split(data_dir: str, classes: str | None = None) -> dict:
         "torchvision_train_idx": idx[train_idx].tolist(),
         "positive": dm.label_classes[1],
         "num_classes": dm.num_classes,
+        "overrides": overrides,
+    }
+
+
+def table_split(work: Path, rows: int) -> dict:
+    """table_load.py's generated table with `rows` rows, as Parquet in `work`, and lrexp's
+    default split of it: the training split's model features for the raw loop, and the
+    overrides that train lrexp on the file."""
+    from table_load import write_tables
+
+    from lrexp.data.table import TableDataModule
+
+    path = write_tables(rows, work, formats=("parquet",))["parquet"]
+    dm = TableDataModule(path=str(path), target="y")
+    dm.setup("fit")
+    (train_x, train_y), (_, test_y) = dm.splits["train"], dm.splits["test"]
+    return {
+        "train_x": dm.preprocess(train_x),
+        "train_y": train_y,
+        "test_y": test_y,
+        "num_classes": dm.num_classes,
+        "overrides": ["data=table", f"data.path={path}", "data.target=y"],
+        "table": {
+            "rows": rows,
+            "file_mb": path.stat().st_size / 2**20,
+            "in_features": dm.in_features,
+        },
     }
 
 
@@ -437,85 +470,94 @@ def main() -> None:
     parser.add_argument("--process-repeats", type=int, default=3, help="toy processes, TTA runs")
     parser.add_argument("--accelerator", choices=["cpu", "gpu"], default="cpu")
     parser.add_argument("--classes", choices=["all"], default=None, help="softmax, ten classes")
+    parser.add_argument("--data", choices=["fashion_mnist", "table"], default="fashion_mnist")
+    parser.add_argument("--table-rows", type=int, default=200_000, help="rows of --data table")
     args = parser.parse_args()
+    table_data = args.data == "table"
+    if table_data and args.classes:
+        parser.error("--classes all is for --data fashion_mnist")
 
     started = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="lrexp-bench-"))
     data_dir = args.data_dir or str(Path(tempfile.gettempdir()) / "lrexp-bench-data")
     log(f"work dir {work}, data {data_dir}")
-    split = fashion_split(data_dir, args.classes)
+    split = (
+        table_split(work, args.table_rows) if table_data else fashion_split(data_dir, args.classes)
+    )
     gpu = args.accelerator == "gpu"
     device = torch.device("cuda" if gpu else "cpu")
     x, y = split["train_x"].to(device), split["train_y"].to(device)
-    period = validation_period()
+    period = validation_period(split["overrides"])
     timed = 2 * period  # epochs per figure
+    per_sample = not (args.classes or table_data)  # torchvision's pipeline: binary images only
 
     # Raw epochs and lrexp runs take turns, so that load from other processes hits both alike.
     # (Closer pairing, one raw epoch inside lrexp's loop before each of its epochs, slowed
     # lrexp's epochs by half here, so the turns are whole runs.) Each figure is the median over
     # repeats of one run's mean epoch over the same number of epochs: lrexp's default runs last
     # three validation periods and are timed over the last two; the others warm up one epoch.
-    cases = ("raw", "lrexp", "lrexp_stock", "lrexp_validate_every_epoch")
+    cases = ("raw", "lrexp", "lrexp_stock")
+    if period > 1:
+        cases += ("lrexp_validate_every_epoch",)
     epochs = {b: {case: [] for case in cases} for b in BATCH_SIZES}
     for i in range(args.repeats):
         for b in BATCH_SIZES:
             loop = RawLoop(x, y, b, split["num_classes"])
             epochs[b]["raw"].append(mean_clocks([loop.epoch() for _ in range(timed + 1)][1:]))
-            common = [FASHION, f"data.batch_size={b}", f"trainer={args.accelerator}"]
-            if args.classes:
-                common.append(f"data.classes={args.classes}")
+            common = [*split["overrides"], f"data.batch_size={b}", f"trainer={args.accelerator}"]
             default = [*common, f"trainer.max_epochs={3 * period}"]
             run = lrexp_run(work, data_dir, default, f"b{b}-{i}", steady=timed)
             epochs[b]["lrexp"].append(run["epoch"])
             stock = [*default, "trainer.fast=false"]
             run = lrexp_run(work, data_dir, stock, f"b{b}-stock-{i}", steady=timed)
             epochs[b]["lrexp_stock"].append(run["epoch"])
-            every = [
-                *common,
-                f"trainer.max_epochs={timed + 1}",
-                "trainer.check_val_every_n_epoch=1",
-            ]
-            run = lrexp_run(work, data_dir, every, f"b{b}-every-{i}", steady=timed)
-            epochs[b]["lrexp_validate_every_epoch"].append(run["epoch"])
+            if "lrexp_validate_every_epoch" in cases:
+                every = [
+                    *common,
+                    f"trainer.max_epochs={timed + 1}",
+                    "trainer.check_val_every_n_epoch=1",
+                ]
+                run = lrexp_run(work, data_dir, every, f"b{b}-every-{i}", steady=timed)
+                epochs[b]["lrexp_validate_every_epoch"].append(run["epoch"])
             log(
                 f"batch {b} repeat {i}: "
                 + ", ".join(f"{c} {walls(epochs[b][c]):.4f} s" for c in cases)
             )
-    tv = {
-        b: torchvision_epochs(data_dir, split, b, 2, device) if not args.classes else [(0.0, 0.0)]
-        for b in BATCH_SIZES
-    }
-    log(f"torchvision per-sample pipeline: { {b: walls(t) for b, t in tv.items()} }")
+    tv = {}
+    if per_sample:
+        tv = {b: torchvision_epochs(data_dir, split, b, 2, device) for b in BATCH_SIZES}
+        log(f"torchvision per-sample pipeline: { {b: walls(t) for b, t in tv.items()} }")
     table = {}
     for b in BATCH_SIZES:
-        raw = epochs[b]["raw"]
-        table[f"batch_{b}"] = {
-            "raw_s": walls(raw),
-            "torchvision_s": walls(tv[b]),
-            "lrexp_s": walls(epochs[b]["lrexp"]),
-            "lrexp_validate_every_epoch_s": walls(epochs[b]["lrexp_validate_every_epoch"]),
-            "torchvision_ratio": walls(tv[b]) / walls(raw),
-            "lrexp_ratio": walls(epochs[b]["lrexp"]) / walls(raw),
-            "lrexp_ratio_cpu_time": cpus(epochs[b]["lrexp"]) / cpus(raw),
-            "lrexp_stock_s": walls(epochs[b]["lrexp_stock"]),
-            "lrexp_stock_ratio": walls(epochs[b]["lrexp_stock"]) / walls(raw),
-            "lrexp_validate_every_epoch_ratio": walls(epochs[b]["lrexp_validate_every_epoch"])
-            / walls(raw),
-        }
+        raw = walls(epochs[b]["raw"])
+        row = {"raw_s": raw}
+        if tv:
+            row |= {"torchvision_s": walls(tv[b]), "torchvision_ratio": walls(tv[b]) / raw}
+        for case in cases[1:]:
+            row |= {
+                f"{case}_s": walls(epochs[b][case]),
+                f"{case}_ratio": walls(epochs[b][case]) / raw,
+            }
+        row["lrexp_ratio_cpu_time"] = cpus(epochs[b]["lrexp"]) / cpus(epochs[b]["raw"])
+        table[f"batch_{b}"] = row
     ratio_goal = all(e["lrexp_ratio"] <= 1.3 for e in table.values())
     report = {
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "machine": machine(),
         "data": {
+            "name": args.data,
             "train_samples": len(y),
             "test_samples": len(split["test_y"]),
             "lrexp_data_device": run["data_device"],
+            **({"table": split["table"]} if table_data else {}),
         },
         "validation_every_n_epochs": period,
         "epoch": table,
     }
     if args.classes:
         report["goals"] = {"softmax_epoch_at_most_1.3x_raw": ratio_goal}
+    elif table_data and not gpu:
+        report["goals"] = {"table_epoch_at_most_1.3x_raw": ratio_goal}
     elif gpu:
         report["goals"] = {
             "gpu_epoch_at_batch_1024_at_most_1.3x_raw_on_device": (

@@ -2,7 +2,7 @@
 
 Runs that need processes of their own (DDP, SIGKILL) start together in the background when the
 module starts, so that their imports overlap the in-process tests; the tests that read them
-wait for them.
+wait for them. Sweeps, DDP and resume are tested on images (or the toy) and on a table.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 import yaml
@@ -26,6 +28,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from lrexp.checkpoint_io import AtomicCheckpointIO
 from lrexp.train import main
 from tests.conftest import run_entry, write_mnist_like
+from tests.data.test_table import cancer_frame, write
 
 REPO = Path(__file__).parents[1]
 TIMEOUT_S = 600
@@ -42,6 +45,12 @@ RESUMED += ["trainer.check_val_every_n_epoch=1"]  # a checkpoint every epoch to 
 RESUMED += ["data.classes=[t-shirt,sandal,sneaker]"]
 CLASSES_DDP = [*IMAGES, "data.classes=all", "data.batch_size=6", "trainer.max_epochs=2"]
 TOY_DDP = ["data=toy", "trainer.max_epochs=50", "trainer.enable_progress_bar=false"]
+# The breast-cancer table with a string column (tests/data/test_table.py), written as CSV to the
+# module's root: 569 rows, 410 of them training rows (even, as the images'). Resumed as the
+# images are, with momentum and the default schedule; under DDP validated twice.
+RESUMED_TABLE = ["trainer.max_epochs=4", "data.batch_size=32", "data.minibatches_per_step=1"]
+RESUMED_TABLE += ["model.momentum=0.9", "trainer.check_val_every_n_epoch=1"]
+TABLE_DDP = ["trainer.max_epochs=4", "trainer.check_val_every_n_epoch=2"]
 
 
 class SigkillAt(Callback):
@@ -78,6 +87,19 @@ def rendezvous_ports(count: int) -> list[int]:
     return ports
 
 
+def table(root: Path) -> list[str]:
+    """The overrides that train on the module's table."""
+    overrides = ["data=table", f"data.path={root / 'cancer.csv'}", "data.target=target"]
+    return [*overrides, "trainer.enable_progress_bar=false", "logger=tensorboard"]
+
+
+def resumed_command(root: Path, data: str) -> list[str]:
+    """The overrides of the resumed runs on `data`: "images" or "table"."""
+    if data == "table":
+        return [*table(root), *RESUMED_TABLE]
+    return [*RESUMED, f"paths.data_dir={root / 'data'}"]
+
+
 def start(run_dir: Path, *overrides: str, port: int | None = None) -> subprocess.Popen:
     """`python -m lrexp.train` in its own process group (DDP children included), log beside;
     `port`: the DDP rendezvous port."""
@@ -105,6 +127,7 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("scale")
     write_mnist_like(root / "data" / "FashionMNIST" / "raw")
     write_mnist_like(root / "faint" / "FashionMNIST" / "raw", faint=True)
+    write(cancer_frame(), root / "cancer.csv")
     return root
 
 
@@ -114,7 +137,7 @@ def background(root: Path) -> Iterator[dict[str, subprocess.Popen]]:
     kill = ["+callbacks.kill._target_=tests.test_train_scale.SigkillAt"]
     kill += ["+callbacks.kill.epoch=2", "+callbacks.kill.batch=1"]  # epoch 3, its 2nd step
     faint = f"paths.data_dir={root / 'faint'}"
-    toy_port, images_port, classes_port = rendezvous_ports(3)
+    toy_port, images_port, classes_port, table_port = rendezvous_ports(4)
     processes = {
         "ddp_toy": start(root / "ddp_toy", *TOY_DDP, "trainer=ddp_cpu", port=toy_port),
         "ddp_images": start(
@@ -125,9 +148,18 @@ def background(root: Path) -> Iterator[dict[str, subprocess.Popen]]:
             "data.batch_size=6",
             port=images_port,
         ),
-        "killed": start(root / "killed", *RESUMED, data, *kill),
+        "killed_images": start(root / "killed_images", *resumed_command(root, "images"), *kill),
         "ddp_classes": start(
             root / "ddp_classes", *CLASSES_DDP, data, "trainer=ddp_cpu", port=classes_port
+        ),
+        "killed_table": start(root / "killed_table", *resumed_command(root, "table"), *kill),
+        "ddp_table": start(
+            root / "ddp_table",
+            *table(root),
+            *TABLE_DDP,
+            "trainer=ddp_cpu",
+            "data.batch_size=16",
+            port=table_port,
         ),
     }
     yield processes
@@ -152,22 +184,37 @@ def metrics(run_dir: Path) -> dict[str, float]:
 # --- sweeps ---------------------------------------------------------------------------------------
 
 
-def test_multirun_leaves_one_complete_run_dir_per_point(tmp_path: Path) -> None:
+@pytest.mark.parametrize("data", ["toy", "table"])
+def test_multirun_leaves_one_complete_run_dir_per_point(
+    data: str, root: Path, tmp_path: Path
+) -> None:
     sweep = tmp_path / "sweep"
     args = ["-m", "model.lr=0.01,0.1", f"hydra.sweep.dir={sweep}"]
     args += ["trainer.max_epochs=2", "trainer.check_val_every_n_epoch=1"]
+    if data == "table":
+        args += table(root)
     assert run_entry(main, *args) == 0
     assert sorted(p.name for p in sweep.iterdir()) == ["0", "1", "multirun.yaml"]
+    expected = {".hydra", "checkpoints", "figures", "metrics.json", "tensorboard"}
+    if data == "table":
+        expected.add("coefficients.csv")
     lrs = []
     for job in ("0", "1"):
         run = sweep / job
-        assert {".hydra", "checkpoints", "figures", "metrics.json", "tensorboard"} <= {
-            p.name for p in run.iterdir()
-        }
+        assert expected <= {p.name for p in run.iterdir()}
         lrs.append(yaml.safe_load((run / ".hydra" / "config.yaml").read_text())["model"]["lr"])
         assert [p.name for p in (run / "checkpoints").iterdir()] != []
     assert lrs == [0.01, 0.1]
-    assert metrics(sweep / "0")["w"] != metrics(sweep / "1")["w"]
+    if data == "toy":
+        assert metrics(sweep / "0")["w"] != metrics(sweep / "1")["w"]
+    else:  # each point's own weights, one per feature
+        first, second = (
+            pd.read_csv(sweep / job / "coefficients.csv").set_index("feature")["weight"]
+            for job in ("0", "1")
+        )
+        assert len(first) == 34 and "color=red" in first.index
+        assert sorted(first.index) == sorted(second.index)
+        assert not np.allclose(first, second[first.index])
 
 
 def test_toy_minibatches_are_sgd_steps_over_the_points_in_order(tmp_path: Path) -> None:
@@ -263,33 +310,42 @@ def test_slurm_launcher_submits_one_job_per_point_with_the_configured_resources(
 # --- exact resume and determinism -----------------------------------------------------------------
 
 
+@pytest.fixture(scope="module", params=["images", "table"])
+def resume_data(request: pytest.FixtureRequest) -> str:
+    """What the resume tests train on: fabricated Fashion-MNIST (three classes) or the table."""
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def uninterrupted(root: Path) -> Path:
-    run_dir = root / "uninterrupted"
-    data = f"paths.data_dir={root / 'data'}"
-    assert run_entry(main, *RESUMED, data, f"hydra.run.dir={run_dir}") == 0
+def uninterrupted(root: Path, resume_data: str) -> Path:
+    run_dir = root / f"uninterrupted_{resume_data}"
+    command = resumed_command(root, resume_data)
+    assert run_entry(main, *command, f"hydra.run.dir={run_dir}") == 0
     return run_dir
 
 
 @pytest.fixture(scope="module")
-def killed_checkpoint(root: Path, background: dict[str, subprocess.Popen]) -> Path:
+def killed_checkpoint(
+    root: Path, background: dict[str, subprocess.Popen], resume_data: str
+) -> Path:
     """A copy of the last checkpoint of the run SIGKILLed in epoch 3 (that of epoch 2)."""
-    run_dir = root / "killed"
-    assert finish(background["killed"], run_dir) == -signal.SIGKILL, read_log(run_dir)
+    run_dir = root / f"killed_{resume_data}"
+    process = background[f"killed_{resume_data}"]
+    assert finish(process, run_dir) == -signal.SIGKILL, read_log(run_dir)
     assert not (run_dir / "metrics.json").exists()
     checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
     assert checkpoint["epoch"] == 1  # the second epoch's checkpoint
-    copy = root / "killed_epoch_1.ckpt"
+    copy = root / f"killed_{resume_data}_epoch_1.ckpt"
     shutil.copy(run_dir / "checkpoints" / "last.ckpt", copy)
     return copy
 
 
 @pytest.fixture(scope="module")
-def resumed(root: Path, killed_checkpoint: Path) -> Path:
+def resumed(root: Path, killed_checkpoint: Path, resume_data: str) -> Path:
     """The run SIGKILLed in epoch 3, resumed by the same command with ckpt_path=last."""
-    run_dir = root / "killed"
-    data = f"paths.data_dir={root / 'data'}"
-    assert run_entry(main, *RESUMED, data, f"hydra.run.dir={run_dir}", "ckpt_path=last") == 0
+    run_dir = root / f"killed_{resume_data}"
+    command = [*resumed_command(root, resume_data), f"hydra.run.dir={run_dir}"]
+    assert run_entry(main, *command, "ckpt_path=last") == 0
     return run_dir
 
 
@@ -318,15 +374,14 @@ def test_the_resumed_runs_tensorboard_curves_continue(uninterrupted: Path, resum
 
 
 def test_a_new_run_dir_started_from_a_checkpoint_continues_that_run(
-    root: Path, uninterrupted: Path, killed_checkpoint: Path
+    root: Path, uninterrupted: Path, killed_checkpoint: Path, resume_data: str
 ) -> None:
     """ckpt_path=<another run's checkpoint> in a new run dir: training goes on from epoch 2 with
     the checkpoint's weights and optimizer state, to the uninterrupted run's weights; this run's
     curves start at epoch 2 (a run from scratch would train epochs 0-3 to those same weights)."""
-    run_dir = root / "continued"
-    data = f"paths.data_dir={root / 'data'}"
+    run_dir = root / f"continued_{resume_data}"
     overrides = [f"hydra.run.dir={run_dir}", f"ckpt_path={killed_checkpoint}"]
-    assert run_entry(main, *RESUMED, data, *overrides) == 0
+    assert run_entry(main, *resumed_command(root, resume_data), *overrides) == 0
     continued, whole = curves(run_dir), curves(uninterrupted)
     assert [step for step, _ in continued["train/loss"]] == [2, 3]
     assert continued == {tag: points[2:] for tag, points in whole.items()}
@@ -336,11 +391,11 @@ def test_a_new_run_dir_started_from_a_checkpoint_continues_that_run(
 
 
 def test_same_seed_and_config_give_identical_metrics_on_cpu(
-    root: Path, uninterrupted: Path
+    root: Path, uninterrupted: Path, resume_data: str
 ) -> None:
-    again = root / "again"
-    data = f"paths.data_dir={root / 'data'}"
-    assert run_entry(main, *RESUMED, data, f"hydra.run.dir={again}") == 0
+    again = root / f"again_{resume_data}"
+    command = resumed_command(root, resume_data)
+    assert run_entry(main, *command, f"hydra.run.dir={again}") == 0
     assert (again / "metrics.json").read_bytes() == (uninterrupted / "metrics.json").read_bytes()
 
 
@@ -426,3 +481,28 @@ def test_ddp_cpu_takes_the_steps_of_one_process_for_k_classes(
     assert ddp.keys() == one.keys() and "test/acc/sandal" in one
     for key, value in one.items():
         assert ddp[key] == pytest.approx(value, abs=1e-5), key
+
+
+def test_ddp_cpu_takes_the_steps_of_one_process_on_a_table(
+    root: Path, background: dict[str, subprocess.Popen]
+) -> None:
+    """The table as the images: two ranks at batch 16 end with the weights and metrics of one
+    process at batch 32 (every rank reads the file and learns the same standardisation and
+    categories); rank 0 alone writes the run dir, coefficients.csv with those weights."""
+    run_dir = root / "ddp_table"
+    assert finish(background["ddp_table"], run_dir) == 0, read_log(run_dir)
+    single = root / "single_table"
+    overrides = [*table(root), *TABLE_DDP, "data.batch_size=32", f"hydra.run.dir={single}"]
+    assert run_entry(main, *overrides) == 0
+    for name, tensor in weights(single).items():
+        torch.testing.assert_close(weights(run_dir)[name], tensor, atol=1e-5, rtol=0)
+    ddp, one = metrics(run_dir), metrics(single)
+    assert one["test/acc"] < 1 and one["test/ece"] > 0  # rank halves score unlike the whole
+    assert ddp.keys() == one.keys() and "val/auroc" in one
+    for key, value in one.items():
+        assert ddp[key] == pytest.approx(value, abs=1e-5), key
+    assert sorted(p.name for p in run_dir.iterdir()) == sorted(p.name for p in single.iterdir())
+    coefficients = pd.read_csv(run_dir / "coefficients.csv").set_index("feature")["weight"]
+    expected = pd.read_csv(single / "coefficients.csv").set_index("feature")["weight"]
+    assert len(coefficients) == 34 and sorted(coefficients.index) == sorted(expected.index)
+    np.testing.assert_allclose(coefficients, expected[coefficients.index], atol=1e-5, rtol=0)

@@ -119,6 +119,7 @@ def test_standardisation_uses_the_training_split_only(tmp_path: Path) -> None:
     assert torch.equal(a.state["mean"], b.state["mean"])
     assert torch.equal(features(a, "train"), features(b, "train"))
     rows = table.iloc[40:].iloc[a.split_rows["train"]].drop(columns="target").to_numpy()
+    rows = rows.astype(np.float32).astype(np.float64)  # the statistics of the raw float32 values
     np.testing.assert_allclose(a.state["mean"].numpy(), rows.mean(0), rtol=1e-12)
     np.testing.assert_allclose(a.state["scale"].numpy(), rows.std(0), rtol=1e-12)
     x = features(a, "train")
@@ -274,7 +275,7 @@ def test_missing_mean_imputes_training_mean_and_most_frequent_category(tmp_path:
     train = table.iloc[rows]
     column = datamodule.columns.index("mean texture")
     assert datamodule.state["fill"][column].item() == pytest.approx(
-        train["mean texture"].mean(), rel=1e-12
+        train["mean texture"].astype(np.float32).astype(np.float64).mean(), rel=1e-12
     )
     mode = sorted(train["color"].dropna().value_counts().items(), key=lambda kv: (-kv[1], kv[0]))[
         0
@@ -439,10 +440,15 @@ def test_exported_preprocessing_runs_in_onnxruntime_as_in_torch(tmp_path: Path) 
     assert card["features"] == datamodule.feature_names
 
 
-def test_features_agree_with_scikit_learns_scaler_and_one_hot_encoder(tmp_path: Path) -> None:
+def test_features_agree_with_scikit_learns_scaler_and_one_hot_encoder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from sklearn.compose import ColumnTransformer
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+    from lrexp.data import table
+
+    monkeypatch.setattr(table, "PREPROCESS_ROWS", 100)  # the training split in 4 slices
     table = cancer_frame()
     test = table.iloc[:40].copy()
     test.loc[test.index[:5], "color"] = "purple"
@@ -532,16 +538,57 @@ def test_a_column_typed_wrongly_by_the_first_block_is_read_with_the_whole_files_
     tmp_path: Path,
 ) -> None:
     """The streaming reader types columns from its first block (1 MB): an integer column with
-    a decimal far below it makes the file be read again whole, giving the same table as a
+    a decimal far below it makes the file be read again whole, giving the columns of a
     whole-file read."""
-    from lrexp.data.table import read_table
+    from lrexp.data.table_file import TableFile
 
     rows = 300_000
     values = np.arange(rows).astype(str)
     values[-1] = "1.5"
+    values[7] = ""  # missing
     path = tmp_path / "late_decimal.csv"
     pd.DataFrame({"x": values, "y": np.arange(rows) % 2}).to_csv(path, index=False)
     assert path.stat().st_size > 2_000_000  # well past the first block
-    table = read_table(path, "data.path")
-    assert table.equals(csv.read_csv(path))
-    assert table.schema.field("x").type == pa.float64()
+    columns = TableFile(path, "data.path").read(["x", "y"], text=["y"])
+    whole = csv.read_csv(path)
+    assert columns.types["x"] == pa.float64()
+    np.testing.assert_array_equal(
+        columns.floats["x"], whole["x"].to_numpy().astype(np.float32), strict=True
+    )
+    assert np.isnan(columns.floats["x"][7]) and columns.floats["x"][-1] == 1.5
+    assert columns.arrow["y"].equals(whole["y"]) and columns.num_rows == rows
+
+
+def test_numbers_read_across_blocks_segments_row_groups_and_reads_are_the_files_values(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Small segments (CSV) and reads (Parquet), so that their bounds fall inside the streaming
+    reader's blocks and the row groups: every column as pyarrow reads the whole file."""
+    from lrexp.data import table_file
+
+    rng = np.random.default_rng(0)
+    rows = 40_000  # a CSV of about 5 MB: five blocks of the streaming reader
+    frame = pd.DataFrame({f"x{i}": rng.normal(0, 10 ** (i - 2), rows) for i in range(5)})
+    frame.loc[rng.choice(rows, 50), "x1"] = np.nan
+    frame["n"] = rng.integers(-1000, 1000, rows)
+    frame["flag"] = rng.random(rows) < 0.5
+    frame["color"] = np.where(rng.random(rows) < 0.01, None, COLORS[rng.integers(0, 4, rows)])
+    frame["target"] = rng.integers(0, 2, rows)
+    numeric = [c for c in frame if c not in ("color", "target")]
+    monkeypatch.setattr(table_file, "SEGMENT_BYTES", 4 * len(numeric) * 7_001)
+    monkeypatch.setattr(table_file, "PARQUET_VALUES_PER_READ", 2 * 9_000)
+    csv_path = write(frame, tmp_path / "t.csv")
+    parquet_path = tmp_path / "t.parquet"
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), parquet_path, 9_000)
+    assert pq.ParquetFile(parquet_path).metadata.num_row_groups == 5
+    nulls = csv.ConvertOptions(strings_can_be_null=True)  # an empty field is missing
+    wholes = {csv_path: csv.read_csv(csv_path, convert_options=nulls)}
+    wholes[parquet_path] = pq.read_table(parquet_path)
+    for path, whole in wholes.items():
+        columns = table_file.TableFile(path, "data.path").read(list(frame), text=["target"])
+        assert columns.num_rows == rows and sorted(columns.floats) == sorted(numeric)
+        for name in numeric:
+            expected = whole[name].cast(pa.float64()).to_numpy().astype(np.float32)
+            np.testing.assert_array_equal(columns.floats[name], expected, strict=True)
+        assert columns.arrow["color"].equals(whole["color"])
+        assert columns.arrow["target"].equals(whole["target"])

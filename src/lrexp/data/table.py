@@ -1,8 +1,7 @@
 """The user's own table (CSV, TSV, Parquet or .npz) as a logistic-regression problem.
 
-Files are read with pyarrow (multi-threaded); an .npz holds one 1-D array per column, named by
-the column (`np.savez(path, age=ages, color=np.asarray(colors, dtype=str), y=labels)`), and is
-read without pickle.
+Files are read by `table_file` (pyarrow, piece by piece): numeric columns straight into
+float32, the others (strings, the target) as Arrow arrays.
 
 Raw features and what the model takes
 -------------------------------------
@@ -17,6 +16,7 @@ training split's mean and population std (a constant column keeps scale 1), then
 columns ("color=red"), categories sorted, an unseen index giving all zeros. With
 `missing=mean`, NaN becomes the training mean (numeric) or most frequent category.
 Raw values travel as float32: about 7 significant digits (shift e.g. Unix timestamps first).
+The statistics are those of these float32 values, the values the model standardises.
 
 Labels
 ------
@@ -44,159 +44,41 @@ from torch import Tensor, nn
 
 from lrexp.data.batches import SplitLoaders
 from lrexp.data.labels import log_balance, stratified_split
+from lrexp.data.table_file import TableColumns, TableFile, is_numeric, missing_mask
 from lrexp.errors import LrexpError
 
 log = logging.getLogger(__name__)
 
-SUFFIXES = (".csv", ".tsv", ".parquet", ".npz")
 MISSING_POLICIES = ("error", "mean", "drop")
 # More distinct target values than this without data.classes looks like a continuous target.
 MAX_AUTO_CLASSES = 100
+PREPROCESS_ROWS = 2**16
 Value = bool | int | float | str
 Spec = Sequence[Value] | Value | None
-
-
-# --- reading ----------------------------------------------------------------------------------
-
-
-def read_table(path: str | Path, key: str, delimiter: str | None = None) -> pa.Table:
-    """The whole file as an Arrow table; every way a file can be unusable is one LrexpError."""
-    path = Path(path).expanduser()
-    suffix = path.suffix.lower()
-    if suffix not in SUFFIXES:
-        raise LrexpError(f"{key}={path}: unknown table format; use one of {', '.join(SUFFIXES)}")
-    if not path.is_file():
-        raise LrexpError(f"{key}={path}: no such file; give the path of a {suffix} table")
-    if path.stat().st_size == 0:
-        raise LrexpError(f"{key}={path}: the file is empty; give a table with a header and rows")
-    if suffix == ".npz":
-        table = _read_npz(path, key)
-    elif suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        try:
-            table = pq.read_table(path, use_threads=True)
-        except (pa.ArrowException, OSError) as err:
-            raise LrexpError(
-                f"{key}={path}: not a readable Parquet file ({_one_line(err)})"
-            ) from None
-    else:
-        table = _read_delimited(path, key, delimiter or ("\t" if suffix == ".tsv" else ","))
-    names = table.column_names
-    if duplicates := sorted({n for n in names if names.count(n) > 1}):
-        raise LrexpError(
-            f"{key}={path}: duplicate column names {duplicates}; give every column its own name"
-        )
-    if table.num_rows == 0:
-        raise LrexpError(f"{key}={path}: the table has no rows")
-    return table
-
-
-def _read_delimited(path: Path, key: str, delimiter: str) -> pa.Table:
-    """pyarrow's streaming reader, block by block: the table and one block in memory, not the
-    whole file's text beside it. It types each column from the first block; where a later block
-    does not fit that type (an integer column with a decimal further down), the file is read
-    again whole, with types from all of it, for the same table."""
-    import pyarrow.csv as csv
-
-    options = {
-        "read_options": csv.ReadOptions(use_threads=True),
-        "parse_options": csv.ParseOptions(delimiter=delimiter),
-        # An empty field is missing in a string column too, not the category "".
-        "convert_options": csv.ConvertOptions(strings_can_be_null=True),
-    }
-    try:
-        try:
-            table = csv.open_csv(path, **options).read_all()
-        except pa.ArrowInvalid as err:
-            if "conversion error" not in str(err).lower():
-                raise
-            table = csv.read_csv(path, **options)
-    except pa.ArrowException as err:
-        raise LrexpError(
-            f"{key}={path}: cannot read it as {delimiter!r}-separated text ({_one_line(err)})"
-        ) from None
-    if table.num_columns == 1:
-        raise LrexpError(
-            f"{key}={path}: split at {delimiter!r} it has one column ({table.column_names[0]!r}); "
-            "a table needs a target and features: set data.delimiter to the file's separator, "
-            "e.g. data.delimiter=';'"
-        )
-    return table
-
-
-def _read_npz(path: Path, key: str) -> pa.Table:
-    """One 1-D array per column; strings as fixed-width unicode (never pickled objects)."""
-    columns = {}
-    try:
-        with np.load(path, allow_pickle=False) as arrays:
-            for name in arrays.files:
-                try:
-                    array = arrays[name]
-                except ValueError:
-                    raise LrexpError(
-                        f"{key}={path}: array {name!r} needs pickle, which lrexp never loads; "
-                        "save strings as np.asarray(values, dtype=str)"
-                    ) from None
-                if array.ndim != 1:
-                    raise LrexpError(
-                        f"{key}={path}: array {name!r} has shape {array.shape}; save one 1-D "
-                        "array per column, e.g. np.savez(path, **{name: X[:, i], ...}, y=y)"
-                    )
-                if array.dtype.kind == "S":
-                    array = array.astype(str)
-                columns[name] = pa.array(array)
-    except (OSError, ValueError, pa.ArrowException) as err:
-        raise LrexpError(f"{key}={path}: not a readable .npz file ({_one_line(err)})") from None
-    if not columns:
-        raise LrexpError(f"{key}={path}: the .npz holds no arrays; save one array per column")
-    if len({len(c) for c in columns.values()}) > 1:
-        lengths = {n: len(c) for n, c in columns.items()}
-        raise LrexpError(f"{key}={path}: arrays of different lengths {lengths}; one per column")
-    return pa.table(columns)
-
-
-def _one_line(err: BaseException) -> str:
-    return " ".join(str(err).split())
 
 
 # --- columns ----------------------------------------------------------------------------------
 
 
-def column_kind(column: pa.ChunkedArray, name: str, path: str) -> str:
+def column_kind(kind: pa.DataType, name: str, path: str) -> str:
     """'numeric' (numbers, booleans) or 'categorical' (strings); anything else is an error."""
-    kind = column.type
-    if pa.types.is_dictionary(kind):
-        kind = kind.value_type
-    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind):
+    if is_numeric(kind):
         return "numeric"
-    if pa.types.is_decimal(kind):
-        return "numeric"
-    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+    value_type = kind.value_type if pa.types.is_dictionary(kind) else kind
+    if pa.types.is_string(value_type) or pa.types.is_large_string(value_type):
         return "categorical"
-    if pa.types.is_null(kind):
+    if pa.types.is_null(value_type):
         raise LrexpError(
             f"{path}: column {name!r} has no values at all; leave it out with data.features"
         )
     raise LrexpError(
-        f"{path}: column {name!r} of type {column.type} cannot be encoded (numbers, booleans and "
+        f"{path}: column {name!r} of type {kind} cannot be encoded (numbers, booleans and "
         "strings can); leave it out with data.features or convert it"
     )
 
 
-def numeric_values(column: pa.ChunkedArray) -> np.ndarray:
-    """float64 values, NaN where missing."""
-    if pa.types.is_dictionary(column.type):
-        column = column.cast(column.type.value_type)
-    return np.asarray(column.cast(pa.float64()).to_numpy(), dtype=np.float64)
-
-
 def as_strings(column: pa.ChunkedArray) -> pa.ChunkedArray:
     return column.cast(pa.string())
-
-
-def missing_mask(column: pa.ChunkedArray) -> np.ndarray:
-    return pc.is_null(column, nan_is_null=True).to_numpy(zero_copy_only=False)
 
 
 def dictionary_indices(column: pa.ChunkedArray) -> tuple[np.ndarray, list[str]]:
@@ -292,8 +174,8 @@ def label_groups(
     return [[v] for v in chosen], "data.classes, in the order given"
 
 
-def target_column(table: pa.Table, name: str) -> pa.ChunkedArray:
-    column = table.column(name)
+def target_column(table: TableColumns, name: str) -> pa.ChunkedArray:
+    column = table.arrow[name]
     if pa.types.is_dictionary(column.type):
         column = column.cast(column.type.value_type)
     return column
@@ -446,8 +328,7 @@ class TableDataModule(SplitLoaders, L.LightningDataModule):
         if not (stage == "test" and self.state and hp.test_path is not None):
             self._setup_from_path(stage)
         if hp.test_path is not None and stage in ("fit", "test"):
-            table = read_table(hp.test_path, "data.test_path", hp.delimiter)
-            columns = self._check_columns(table, hp.test_path)
+            table, columns = self._read(hp.test_path, "data.test_path")
             rows, labels = self._usable_rows(table, columns, hp.test_path, "data.test_path")
             self._add_splits(table, labels, {"test": rows})
         if stage != "test" and (empty := [n for n, c in enumerate(self.class_counts) if c == 0]):
@@ -460,8 +341,7 @@ class TableDataModule(SplitLoaders, L.LightningDataModule):
     def _setup_from_path(self, stage: str) -> None:
         """Labels, the seeded split and (unless loaded) the preprocessing state from data.path."""
         hp = self.hparams
-        table = read_table(hp.path, "data.path", hp.delimiter)
-        columns = self._check_columns(table, hp.path)
+        table, columns = self._read(hp.path, "data.path")
         learn = not self.state
         if learn:
             values = distinct_values(target_column(table, hp.target))
@@ -498,11 +378,20 @@ class TableDataModule(SplitLoaders, L.LightningDataModule):
     # --- features ------------------------------------------------------------------------------
 
     def preprocess(self, raw: Tensor) -> Tensor:
-        """Raw table features (see the module docstring) → float32 model features."""
+        """Raw table features (see the module docstring) → float32 model features.
+
+        In slices of PREPROCESS_ROWS rows written into the result, so that the module's
+        intermediates (standardised columns, one-hot columns) never exist for a whole split.
+        """
         self._state("columns")
         module = self.preprocessing.to(raw.device)
+        features = raw.new_empty((len(raw), self.in_features))
         with torch.no_grad():
-            return module(raw)
+            for start in range(0, len(raw), PREPROCESS_ROWS):
+                features[start : start + PREPROCESS_ROWS] = module(
+                    raw[start : start + PREPROCESS_ROWS]
+                )
+        return features
 
     def export_preprocessing(self) -> nn.Module:
         """Raw features (float32, batch first, `input_card()['columns']` order) → features."""
@@ -554,20 +443,31 @@ class TableDataModule(SplitLoaders, L.LightningDataModule):
         if len(paths) != 1:
             raise LrexpError(f"inputs={inputs!r}: give one table file, e.g. inputs=new_rows.csv")
         path = str(paths[0])
-        table = read_table(path, "inputs", self.hparams.delimiter)
-        if lacking := [c for c in self.columns if c not in table.column_names]:
+        file = TableFile(path, "inputs", self.hparams.delimiter)
+        if lacking := [c for c in self.columns if c not in file.names]:
             raise LrexpError(
                 f"inputs={path}: lacks feature columns {lacking}; the model needs {self.columns}"
             )
+        table = file.read(self.columns, text=self.state["categories"])
         rows = self._complete_rows(table, self.columns, path, "inputs")
         raw = self._raw(table, {"predict": rows})["predict"]
         return [str(r) for r in rows], self.preprocess(raw)
 
     # --- internals -----------------------------------------------------------------------------
 
-    def _check_columns(self, table: pa.Table, path: str) -> list[str]:
+    def _read(self, path: str, key: str) -> tuple[TableColumns, list[str]]:
+        """The file's target and feature columns, and the feature columns' names."""
+        file = TableFile(path, key, self.hparams.delimiter)
+        columns = self._check_columns(file.names, path)
+        # Categorical columns are matched to their categories as text, whatever their type here.
+        text = [self.hparams.target, *self.state.get("categories", {})]
+        table = file.read([*columns, self.hparams.target], text)
+        for name in columns:
+            column_kind(table.types[name], name, path)
+        return table, columns
+
+    def _check_columns(self, names: list[str], path: str) -> list[str]:
         """The feature columns (the checkpoint's, else data.features or every other column)."""
-        names = table.column_names
         target = self.hparams.target
         if target not in names:
             raise LrexpError(f"data.target={target!r} is not a column of {path}; columns: {names}")
@@ -583,12 +483,10 @@ class TableDataModule(SplitLoaders, L.LightningDataModule):
             raise LrexpError(f"data.features: {path} has no column {lacking}; columns: {names}")
         if not wanted:
             raise LrexpError(f"data.path={path}: no column besides the target {target!r}")
-        for name in wanted:
-            column_kind(table.column(name), name, path)
         return wanted
 
     def _usable_rows(
-        self, table: pa.Table, columns: list[str], path: str, key: str
+        self, table: TableColumns, columns: list[str], path: str, key: str
     ) -> tuple[np.ndarray, np.ndarray]:
         """Rows with a label and (unless imputed) every feature, and the labels of all rows."""
         target = target_column(table, self.hparams.target)
@@ -612,11 +510,11 @@ class TableDataModule(SplitLoaders, L.LightningDataModule):
         return rows[labels[rows] >= 0], labels
 
     def _complete_rows(
-        self, table: pa.Table, columns: list[str], path: str, key: str
+        self, table: TableColumns, columns: list[str], path: str, key: str
     ) -> np.ndarray:
         """Row numbers to use under data.missing (error: all, or an error naming the columns)."""
         target, policy = self.hparams.target, self.hparams.missing
-        masks = {c: missing_mask(table.column(c)) for c in columns}
+        masks = {c: table.missing(c) for c in columns}
         counts = {c: int(m.sum()) for c, m in masks.items() if m.any()}
         if counts and policy == "error":
             listed = ", ".join(f"{c!r} ({n})" for c, n in counts.items())
@@ -636,20 +534,19 @@ class TableDataModule(SplitLoaders, L.LightningDataModule):
             log.warning(f"{key}={path}: {int((~keep).sum())} rows with missing values left out")
         return np.flatnonzero(keep)
 
-    def _learn(self, table: pa.Table, columns: list[str], train: np.ndarray) -> None:
+    def _learn(self, table: TableColumns, columns: list[str], train: np.ndarray) -> None:
         """Columns, kinds, categories, statistics and imputation values from training rows.
 
         Numeric columns come first in the raw features (and so in the model's), then the
         categorical ones, each group in the table's order.
         """
-        kinds = {c: column_kind(table.column(c), c, self.hparams.path) for c in columns}
+        kinds = {c: column_kind(table.types[c], c, self.hparams.path) for c in columns}
         numeric = [c for c in columns if kinds[c] == "numeric"]
         ordered = numeric + [c for c in columns if kinds[c] == "categorical"]
         categories, mean, scale, fill = {}, [], [], []
         for name in ordered:
-            column = table.column(name)
             if kinds[name] == "categorical":
-                indices, dictionary = dictionary_indices(column)
+                indices, dictionary = dictionary_indices(table.arrow[name])
                 present = indices[train]
                 present = present[present >= 0]
                 if not len(present):
@@ -665,7 +562,7 @@ class TableDataModule(SplitLoaders, L.LightningDataModule):
                 counts = np.bincount(present, minlength=len(dictionary))[seen[order]]
                 fill.append(float(counts.argmax()))
                 continue
-            values = numeric_values(column)[train]
+            values = table.floats[name][train].astype(np.float64)
             present = values[~np.isnan(values)]
             if len(present) == 0:
                 raise LrexpError(
@@ -709,7 +606,7 @@ class TableDataModule(SplitLoaders, L.LightningDataModule):
     def _build_preprocessing(self) -> None:
         self.preprocessing = TablePreprocessing(*self._preprocessing_args())
 
-    def _raw(self, table: pa.Table, parts: dict[str, np.ndarray]) -> dict[str, Tensor]:
+    def _raw(self, table: TableColumns, parts: dict[str, np.ndarray]) -> dict[str, Tensor]:
         """Each part's raw features (module docstring), float32 (len(rows), columns).
 
         Built column-major (each column written contiguously, each file column converted once)
@@ -718,17 +615,17 @@ class TableDataModule(SplitLoaders, L.LightningDataModule):
         raw = np.empty((len(self.columns), sum(map(len, parts.values()))), dtype=np.float32)
         bounds = np.cumsum([0, *map(len, parts.values())])
         for j, name in enumerate(self.columns):
-            column = table.column(name)
             categories = self.state["categories"].get(name)
-            try:
-                values = numeric_values(column) if categories is None else None
-            except pa.ArrowException:
-                raise LrexpError(
-                    f"column {name!r} holds {column.type} values; the model was trained on "
-                    "numbers there"
-                ) from None
             if categories is not None:
-                values = category_codes(column, categories)
+                values = category_codes(table.arrow[name], categories)
+            else:
+                try:
+                    values = table.numbers(name)
+                except pa.ArrowException:
+                    raise LrexpError(
+                        f"column {name!r} holds {table.types[name]} values; the model was "
+                        "trained on numbers there"
+                    ) from None
             for start, (split, rows) in zip(bounds[:-1], parts.items(), strict=True):
                 part = raw[j, start : start + len(rows)]
                 part[:] = values[rows]
@@ -745,7 +642,7 @@ class TableDataModule(SplitLoaders, L.LightningDataModule):
         return views
 
     def _add_splits(
-        self, table: pa.Table, labels: np.ndarray, parts: dict[str, np.ndarray]
+        self, table: TableColumns, labels: np.ndarray, parts: dict[str, np.ndarray]
     ) -> None:
         for split, raw in self._raw(table, parts).items():
             y = torch.from_numpy(labels[parts[split]])
