@@ -98,6 +98,30 @@ def test_lbfgs_reaches_the_optimum_on_uncentred_features_and_stops_there() -> No
     assert model.lbfgs_problem is None  # the float64 copy of the data is not kept
 
 
+def test_the_epoch_lbfgs_converges_in_validates() -> None:
+    """A run that validates every 5th epoch still validates (and so checkpoints) the optimum
+    when L-BFGS stops before the 5th."""
+    x, y = table(load_breast_cancer)
+    counts = torch.bincount(y).tolist()
+    model = LogisticRegression(
+        x.shape[1], class_counts=counts, optimizer="lbfgs", lr=1.0, C=1.0, seed=0
+    )
+    trainer = L.Trainer(
+        max_epochs=50,
+        check_val_every_n_epoch=5,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    loader = tensor_loader(x, y, 64, 8, shuffle=False, seed=0)
+    trainer.fit(model, train_dataloaders=loader, val_dataloaders=loader)
+    assert trainer.current_epoch < 4  # stopped before the first scheduled validation
+    assert "val/loss" in trainer.callback_metrics
+    assert "train/acc" in trainer.callback_metrics  # the train scores of a validating epoch
+
+
 def test_softmax_lbfgs_reaches_scikit_learns_multinomial_optimum() -> None:
     x, y = table(load_wine)
     model = fit(x, y, 5, precision="64-true", optimizer="lbfgs", lr=1.0, C=1.0, tol=1e-9)

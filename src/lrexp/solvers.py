@@ -284,11 +284,6 @@ def full_batch_step(model: LogisticRegression, group: Minibatches) -> None:
         logits = model.logits(x)
         loss = model.loss(logits, y).reshape(1)
     _check_finite(model, loss)
-    sizes = torch.full_like(loss, len(y))
-    if train_scores_due(model):
-        model.metrics.update("train", model.probs(logits), y, loss, sizes)
-    else:
-        model.metrics.update_loss("train", loss, sizes)
     model.solver_report = objective_report(model, x, y)
     grad_norm = model.solver_report["train/grad_norm"]
     if grad_norm <= model.hparams.tol:  # as scikit-learn stops: later epochs would not move
@@ -297,6 +292,14 @@ def full_batch_step(model: LogisticRegression, group: Minibatches) -> None:
             f"{grad_norm:.2g} <= model.tol={model.hparams.tol:g}; the run stops"
         )
         model.trainer.should_stop = True
+        # This last epoch validates (and so checkpoints) whatever check_val_every_n_epoch says:
+        # the run's checkpoints and scores then include the optimum, not an earlier iterate.
+        model.trainer.check_val_every_n_epoch = 1
+    sizes = torch.full_like(loss, len(y))
+    if train_scores_due(model):
+        model.metrics.update("train", model.probs(logits), y, loss, sizes)
+    else:
+        model.metrics.update_loss("train", loss, sizes)
 
 
 def epoch_report(model: LogisticRegression) -> dict[str, float]:
