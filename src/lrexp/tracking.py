@@ -199,10 +199,11 @@ class MlflowChild:
 
     def _answer(self) -> None:
         try:
-            error, self._last, self.run_id = self._requests.recv()
+            error, self._last, run_id = self._requests.recv()
         except EOFError:
             raise LrexpError("logger=mlflow: its process ended unexpectedly") from None
         self._unanswered -= 1
+        self.run_id = run_id or self.run_id
         if error:
             raise LrexpError(f"logger=mlflow: {error}")
 
@@ -213,7 +214,7 @@ def _serve(requests: Connection, settings: dict[str, Any]) -> None:
     try:
         logger = lightning_mlflow.MLFlowLogger(**settings)
     except Exception as failure:  # e.g. a tracking URI MLflow does not know: each answer says so
-        logger, broken = None, f"{type(failure).__name__}: {failure}"
+        logger, broken = None, _one_line(failure)
     while True:
         try:
             name, args = requests.recv()
@@ -225,9 +226,15 @@ def _serve(requests: Connection, settings: dict[str, Any]) -> None:
         try:
             result = _handle(logger, name, *args)
         except Exception as failure:  # the run's process raises it
-            requests.send((f"{type(failure).__name__}: {failure}", None, None))
+            requests.send((_one_line(failure), None, None))
         else:
             requests.send((None, result, logger.run_id))
+
+
+def _one_line(failure: Exception) -> str:
+    """The first line of an error (a database's errors carry their SQL after it)."""
+    lines = str(failure).strip().splitlines()
+    return f"{type(failure).__name__}: {lines[0] if lines else ''}"
 
 
 def _handle(logger: lightning_mlflow.MLFlowLogger, name: str, *args: Any) -> Any:
