@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
 from pathlib import Path
 
-from processes import timed_process
+from processes import side_by_side, timed_process
 
 CPU_S: dict[str, list[float]] = {}  # CPU seconds of each process, by command or logger
 
@@ -71,19 +70,12 @@ def main() -> None:
                 )
             )
             print(f"repeat {i + 1}: {times}", file=sys.stderr)
-    medians = {k: statistics.median(v) for k, v in times.items()}
     print(
         json.dumps(
             {
                 "format": args.format,
                 "repeats": args.repeats,
-                "predict_s": medians["predict"],
-                "export_s": medians["export"],
-                "export_over_predict": medians["export"] / medians["predict"],
-                "predict_cpu_s": statistics.median(CPU_S["predict"]),
-                "export_cpu_s": statistics.median(CPU_S["export"]),
-                "export_over_predict_cpu": statistics.median(CPU_S["export"])
-                / statistics.median(CPU_S["predict"]),
+                **side_by_side(times, CPU_S, "predict", "export"),
                 "goal": "export_over_predict <= 1.5",
                 "all_s": times,
                 "all_cpu_s": CPU_S,

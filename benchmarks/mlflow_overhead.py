@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
 from pathlib import Path
 
-from processes import timed_process
+from processes import side_by_side, timed_process
 
 CPU_S: dict[str, list[float]] = {}  # CPU seconds of each process, by command or logger
 LOGGERS = ("tensorboard", "mlflow")
@@ -61,7 +60,6 @@ def main() -> None:
                     train(logger, Path(scratch), f"{logger}{i}", args.epochs, args.threads)
                 )
             print(f"repeat {i + 1}: {times}", file=sys.stderr)
-    medians = {logger: statistics.median(t) for logger, t in times.items()}
     print(
         json.dumps(
             {
@@ -69,13 +67,7 @@ def main() -> None:
                 "epochs": args.epochs,
                 "omp_num_threads": args.threads,
                 "repeats": args.repeats,
-                "tensorboard_s": medians["tensorboard"],
-                "mlflow_s": medians["mlflow"],
-                "mlflow_over_tensorboard": medians["mlflow"] / medians["tensorboard"],
-                "tensorboard_cpu_s": statistics.median(CPU_S["tensorboard"]),
-                "mlflow_cpu_s": statistics.median(CPU_S["mlflow"]),
-                "mlflow_over_tensorboard_cpu": statistics.median(CPU_S["mlflow"])
-                / statistics.median(CPU_S["tensorboard"]),
+                **side_by_side(times, CPU_S, "tensorboard", "mlflow"),
                 "goal": "mlflow_over_tensorboard <= 1.10",
                 "mlflow_creating_the_store_s": first_mlflow,
                 "all_s": times,

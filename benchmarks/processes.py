@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import resource
+import statistics
 import subprocess
 import time
 from pathlib import Path
@@ -26,3 +27,19 @@ def _children_cpu() -> float:
     """User + system CPU seconds of the finished child processes."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
+
+
+def side_by_side(
+    wall: dict[str, list[float]], cpu: dict[str, list[float]], baseline: str, candidate: str
+) -> dict[str, float]:
+    """Medians of `candidate`'s and `baseline`'s processes, wall and CPU, and their ratios."""
+    wall_b, wall_c = statistics.median(wall[baseline]), statistics.median(wall[candidate])
+    cpu_b, cpu_c = statistics.median(cpu[baseline]), statistics.median(cpu[candidate])
+    return {
+        f"{baseline}_s": wall_b,
+        f"{candidate}_s": wall_c,
+        f"{candidate}_over_{baseline}": wall_c / wall_b,
+        f"{baseline}_cpu_s": cpu_b,
+        f"{candidate}_cpu_s": cpu_c,
+        f"{candidate}_over_{baseline}_cpu": cpu_c / cpu_b,
+    }

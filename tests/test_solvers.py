@@ -24,8 +24,16 @@ def table(loader) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def fit(
-    x: torch.Tensor, y: torch.Tensor, epochs: int, batch: int = 32, precision="32-true", **hparams
+    x: torch.Tensor,
+    y: torch.Tensor,
+    epochs: int,
+    batch: int = 32,
+    precision="32-true",
+    validate_every: int | None = None,
+    **hparams,
 ):
+    """The model fitted on (x, y); with `validate_every`, validated on them every that many
+    epochs."""
     k = int(y.max()) + 1
     counts = torch.bincount(y, minlength=k).tolist()
     model = LogisticRegression(x.shape[1], num_classes=k, class_counts=counts, seed=0, **hparams)
@@ -37,9 +45,11 @@ def fit(
         enable_progress_bar=False,
         enable_model_summary=False,
         precision=precision,
+        check_val_every_n_epoch=validate_every or 1,
     )
     x = x.double() if precision == "64-true" else x
-    trainer.fit(model, train_dataloaders=tensor_loader(x, y, batch, 8, shuffle=True, seed=0))
+    loader = tensor_loader(x, y, batch, 8, shuffle=True, seed=0)
+    trainer.fit(model, train_dataloaders=loader, val_dataloaders=loader if validate_every else None)
     return model
 
 
@@ -102,24 +112,10 @@ def test_the_epoch_lbfgs_converges_in_validates() -> None:
     """A run that validates every 5th epoch still validates (and so checkpoints) the optimum
     when L-BFGS stops before the 5th."""
     x, y = table(load_breast_cancer)
-    counts = torch.bincount(y).tolist()
-    model = LogisticRegression(
-        x.shape[1], class_counts=counts, optimizer="lbfgs", lr=1.0, C=1.0, seed=0
-    )
-    trainer = L.Trainer(
-        max_epochs=50,
-        check_val_every_n_epoch=5,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
-    loader = tensor_loader(x, y, 64, 8, shuffle=False, seed=0)
-    trainer.fit(model, train_dataloaders=loader, val_dataloaders=loader)
-    assert trainer.current_epoch < 4  # stopped before the first scheduled validation
-    assert "val/loss" in trainer.callback_metrics
-    assert "train/acc" in trainer.callback_metrics  # the train scores of a validating epoch
+    model = fit(x, y, 50, validate_every=5, optimizer="lbfgs", lr=1.0, C=1.0)
+    assert model.current_epoch < 4  # stopped before the first scheduled validation
+    assert "val/loss" in model.trainer.callback_metrics
+    assert "train/acc" in model.trainer.callback_metrics  # the train scores of a validating epoch
 
 
 def test_softmax_lbfgs_reaches_scikit_learns_multinomial_optimum() -> None:
