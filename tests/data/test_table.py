@@ -446,9 +446,9 @@ def test_features_agree_with_scikit_learns_scaler_and_one_hot_encoder(
     from sklearn.compose import ColumnTransformer
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-    from lrexp.data import table
+    from lrexp.data import table as table_module
 
-    monkeypatch.setattr(table, "PREPROCESS_ROWS", 100)  # the training split in 4 slices
+    monkeypatch.setattr(table_module, "PREPROCESS_ROWS", 100)  # the training split in 4 slices
     table = cancer_frame()
     test = table.iloc[:40].copy()
     test.loc[test.index[:5], "color"] = "purple"
