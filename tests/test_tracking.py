@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import signal
 import socket
 import subprocess
@@ -183,3 +184,17 @@ def test_a_store_mlflow_cannot_open_fails_in_one_line(tmp_path: Path) -> None:
     logger.log_metrics({"train/loss": 1.0}, 0)
     with pytest.raises(LrexpError, match=r"^logger=mlflow: .*bogus"):
         logger.finalize("success")
+
+
+def test_a_copy_in_another_process_logs_through_a_child_of_its_own(tmp_path: Path) -> None:
+    """ddp_spawn pickles the Trainer's loggers into the processes it starts."""
+    logger = MLFlowLogger(f"sqlite:///{tmp_path / 'mlflow.db'}", local_artifacts=str(tmp_path))
+    first_run = (
+        logger.run_id
+    )  # the store exists (MLflow cannot create one SQLite store twice at once)
+    copy = pickle.loads(pickle.dumps(logger))
+    copy.log_metrics({"train/loss": 0.5}, 0)
+    copy.finalize("success")
+    history = copy.experiment.get_metric_history(copy.run_id, "train/loss")
+    assert [(m.step, m.value) for m in history] == [(0, 0.5)]
+    assert copy.run_id != first_run  # its own run, which its own child made
