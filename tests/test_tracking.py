@@ -4,6 +4,7 @@ default local store under outputs/."""
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import pickle
 import signal
@@ -198,3 +199,10 @@ def test_a_copy_in_another_process_logs_through_a_child_of_its_own(tmp_path: Pat
     history = copy.experiment.get_metric_history(copy.run_id, "train/loss")
     assert [(m.step, m.value) for m in history] == [(0, 0.5)]
     assert copy.run_id != first_run  # its own run, which its own child made
+
+
+def test_a_finished_run_leaves_no_mlflow_process(tmp_path: Path) -> None:
+    """In a notebook (lrexp.run) the interpreter outlives the run: its child must not."""
+    overrides = ("trainer.max_epochs=3", f"paths.log_dir={tmp_path}", f"hydra.run.dir={tmp_path}/r")
+    assert run_entry(main, *TOY, *overrides) == 0
+    assert not [p for p in multiprocessing.active_children() if p.name == "lrexp-mlflow"]

@@ -172,7 +172,7 @@ def finish(
     the closing summary. Returns metrics.json's path."""
     from lrexp import plots
     from lrexp.coefficients import COEFFICIENTS_FILE, coefficient_rows, coefficients_csv
-    from lrexp.tracking import log_artifacts, tracking_lines
+    from lrexp.tracking import close_tracking, log_artifacts, tracking_lines
 
     if not trainer.is_global_zero:
         return None
@@ -193,6 +193,7 @@ def finish(
     log_artifacts(trainer.loggers, run_dir, best_checkpoint)
     for logger in trainer.loggers:
         logger.finalize("success")
+    close_tracking(trainer.loggers)
     where = {"run dir:": str(run_dir), "metrics:": str(path)}
     if any(isinstance(lg, TensorBoardLogger) for lg in trainer.loggers):
         where["tensorboard:"] = f"tensorboard --logdir {run_dir}"

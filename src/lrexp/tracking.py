@@ -34,6 +34,7 @@ REMOTE_SCHEMES = ("http://", "https://")
 # one that is down or unreachable must not keep the user waiting.
 PROBE_TIMEOUT_S = 5.0
 MAX_METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch request
+CLOSE_TIMEOUT_S = 10.0  # an idle child ends at once when its pipe closes
 
 Point = tuple[str, float, int, int]  # an epoch point: key, value, timestamp (ms), step
 
@@ -143,10 +144,16 @@ class MLFlowLogger(Logger):
     @rank_zero_only
     def finalize(self, status: str = "success") -> None:
         """Send what is left and wait for it. Lightning calls this after each stage (fit,
-        validate, test); the child stays for the next."""
+        validate, test); the child stays for the next, until `close`."""
         self.save()
         self._request("finalize", status)
         self.wait()
+
+    def close(self) -> None:
+        """End the child once the run is done (a later request would start another)."""
+        child, self._child = self._child, None
+        if child is not None:
+            child.close()
 
 
 class LazyClient:
@@ -177,10 +184,13 @@ class MlflowChild:
         self._requests, child_end = context.Pipe()
         gc.freeze()
         try:
-            process = context.Process(
-                target=_serve, args=(child_end, settings), name="lrexp-mlflow", daemon=True
+            self._process = context.Process(
+                target=_serve,
+                args=(child_end, self._requests, settings),
+                name="lrexp-mlflow",
+                daemon=True,
             )
-            process.start()
+            self._process.start()
         finally:
             gc.unfreeze()
         child_end.close()
@@ -197,6 +207,13 @@ class MlflowChild:
             self._answer()
         return self._last
 
+    def close(self) -> None:
+        """Close the pipe, which ends the child's loop (idle: `wait` came first), and reap it."""
+        self._requests.close()
+        self._process.join(timeout=CLOSE_TIMEOUT_S)
+        if self._process.is_alive():
+            self._process.terminate()
+
     def _answer(self) -> None:
         try:
             error, self._last, run_id = self._requests.recv()
@@ -208,8 +225,10 @@ class MlflowChild:
             raise LrexpError(f"logger=mlflow: {error}")
 
 
-def _serve(requests: Connection, settings: dict[str, Any]) -> None:
-    """The child's loop: until the run's process closes the pipe (or dies)."""
+def _serve(requests: Connection, parent_end: Connection, settings: dict[str, Any]) -> None:
+    """The child's loop: until the run's process closes the pipe (or dies). The child closes
+    its copy of the parent's end first, or that copy would keep the pipe open."""
+    parent_end.close()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the run, which still logs
     try:
         logger = lightning_mlflow.MLFlowLogger(**settings)
@@ -316,6 +335,12 @@ def log_artifacts(loggers: list[Any], run_dir: Path, best_checkpoint: str | None
     for logger in _mlflow_loggers(loggers):
         logger.log_files(files)
         logger.wait()
+
+
+def close_tracking(loggers: list[Any]) -> None:
+    """End the MLflow loggers' child processes, once the run has sent everything."""
+    for logger in _mlflow_loggers(loggers):
+        logger.close()
 
 
 def tracking_lines(loggers: list[Any]) -> dict[str, str]:
