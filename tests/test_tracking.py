@@ -172,6 +172,7 @@ def test_the_logger_sends_from_its_child_and_its_client_reads_back(tmp_path: Pat
         logger.log_metrics({"train/loss": 1.0 / (step + 1)}, step)
     logger.save()
     logger.finalize("success")
+    logger.close()  # as a run's end does: waits for every request
     assert logger.version == logger.run_id
     run = logger.experiment.get_run(logger.run_id)
     assert run.info.status == "FINISHED"
@@ -184,7 +185,7 @@ def test_a_store_mlflow_cannot_open_fails_in_one_line(tmp_path: Path) -> None:
     logger = MLFlowLogger("bogus://nowhere")
     logger.log_metrics({"train/loss": 1.0}, 0)
     with pytest.raises(LrexpError, match=r"^logger=mlflow: .*bogus"):
-        logger.finalize("success")
+        logger.finalize("failed")  # waits, as its process is about to end
 
 
 def test_a_copy_in_another_process_logs_through_a_child_of_its_own(tmp_path: Path) -> None:
@@ -196,13 +197,17 @@ def test_a_copy_in_another_process_logs_through_a_child_of_its_own(tmp_path: Pat
     copy = pickle.loads(pickle.dumps(logger))
     copy.log_metrics({"train/loss": 0.5}, 0)
     copy.finalize("success")
+    copy.close()
     history = copy.experiment.get_metric_history(copy.run_id, "train/loss")
     assert [(m.step, m.value) for m in history] == [(0, 0.5)]
     assert copy.run_id != first_run  # its own run, which its own child made
+    logger.close()
 
 
 def test_a_finished_run_leaves_no_mlflow_process(tmp_path: Path) -> None:
     """In a notebook (lrexp.run) the interpreter outlives the run: its child must not."""
     overrides = ("trainer.max_epochs=3", f"paths.log_dir={tmp_path}", f"hydra.run.dir={tmp_path}/r")
+    before = set(multiprocessing.active_children())
     assert run_entry(main, *TOY, *overrides) == 0
-    assert not [p for p in multiprocessing.active_children() if p.name == "lrexp-mlflow"]
+    started = set(multiprocessing.active_children()) - before
+    assert not [p for p in started if p.name == "lrexp-mlflow"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 import inspect
 import multiprocessing
+import os
 import signal
 import time
 import urllib.error
@@ -35,6 +36,10 @@ REMOTE_SCHEMES = ("http://", "https://")
 PROBE_TIMEOUT_S = 5.0
 MAX_METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch request
 CLOSE_TIMEOUT_S = 10.0  # an idle child ends at once when its pipe closes
+# The child's scheduling priority below the run's (0 .. 19): where no core is free (torch's
+# threads take them all), training goes first and the child takes what it leaves: the cores
+# the run's single-threaded parts leave idle, and the run's waits.
+CHILD_NICENESS = 19
 
 Point = tuple[str, float, int, int]  # an epoch point: key, value, timestamp (ms), step
 
@@ -104,12 +109,15 @@ class MLFlowLogger(Logger):
     @property
     def version(self) -> str | None:
         """The run id, once the child has created the run (None before)."""
-        return self._child.run_id if self._child is not None else None
+        known = self._child.run_id if self._child is not None else None
+        return known or self.settings.get("run_id")
 
     @property
     def run_id(self) -> str:
-        self._request("run_id")
-        return self.wait()
+        if self.version is None:
+            self._request("run_id")
+            self.wait()
+        return self.version
 
     @property
     @rank_zero_experiment
@@ -143,14 +151,21 @@ class MLFlowLogger(Logger):
 
     @rank_zero_only
     def finalize(self, status: str = "success") -> None:
-        """Send what is left and wait for it. Lightning calls this after each stage (fit,
-        validate, test); the child stays for the next, until `close`."""
+        """Send what is left. Lightning calls this after each stage (fit, validate, test); the
+        child stays for the next, until `close`. A stage that succeeded does not wait: the
+        run's own closing work (scores, figures, metrics.json) runs on one core, and the child
+        catches up beside it; lrexp.rundir.finish waits (log_artifacts). A failed or
+        interrupted stage waits, as its process is about to end."""
         self.save()
         self._request("finalize", status)
-        self.wait()
+        if status != "success":
+            self.wait()
 
     def close(self) -> None:
-        """End the child once the run is done (a later request would start another)."""
+        """Wait for every request, then end the child. A later request starts another, which
+        continues the same run."""
+        self.wait()
+        self.settings["run_id"] = self.version
         child, self._child = self._child, None
         if child is not None:
             child.close()
@@ -230,6 +245,7 @@ def _serve(requests: Connection, parent_end: Connection, settings: dict[str, Any
     its copy of the parent's end first, or that copy would keep the pipe open."""
     parent_end.close()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the run, which still logs
+    os.nice(CHILD_NICENESS)
     try:
         logger = lightning_mlflow.MLFlowLogger(**settings)
     except Exception as failure:  # e.g. a tracking URI MLflow does not know: each answer says so
@@ -237,17 +253,16 @@ def _serve(requests: Connection, parent_end: Connection, settings: dict[str, Any
     while True:
         try:
             name, args = requests.recv()
-        except EOFError:
+            if logger is None:
+                requests.send((broken, None, None))
+                continue
+            try:
+                answer = (None, _handle(logger, name, *args), logger.run_id)
+            except Exception as failure:  # the run's process raises it
+                answer = (_one_line(failure), None, None)
+            requests.send(answer)
+        except (EOFError, OSError):  # the run's process closed the pipe or is gone
             return
-        if logger is None:
-            requests.send((broken, None, None))
-            continue
-        try:
-            result = _handle(logger, name, *args)
-        except Exception as failure:  # the run's process raises it
-            requests.send((_one_line(failure), None, None))
-        else:
-            requests.send((None, result, logger.run_id))
 
 
 def _one_line(failure: Exception) -> str:
