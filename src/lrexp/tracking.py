@@ -49,10 +49,10 @@ class MLFlowLogger(Logger):
     (conf/logger/mlflow.yaml).
 
     - The child (MlflowChild) imports mlflow, opens the store and makes every request, in the
-      order the run asks, while the run trains on its own core: importing mlflow and opening a
-      store cost about as much CPU as a short run's training, and each request is a database
-      transaction. `finalize` (after each stage) waits for the child; a request that failed
-      raises there, or at a later request.
+      order the run asks, on the cores training leaves: importing mlflow and opening a store
+      cost about as much CPU as a short run's training, and each request is a database
+      transaction. The run waits for the child at its end (lrexp.rundir.finish: log_artifacts,
+      close) or when a stage fails; a request that failed raises then, or at a later request.
     - The epoch points are sent in one batch per checkpoint (`save`, which lrexp calls at every
       checkpoint) and at the end, not one request per epoch.
     - A local store (sqlite:///…) keeps its artifacts in `local_artifacts` (under outputs/, not
