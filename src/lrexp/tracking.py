@@ -98,9 +98,10 @@ class MLFlowLogger(Logger):
             self._child = MlflowChild(self.settings)
         self._child.send(name, *args)
 
-    def wait(self) -> Any:
-        """Until every request so far is done; the last one's result."""
-        return self._child.wait() if self._child is not None else None
+    def wait(self) -> None:
+        """Until every request so far is done."""
+        if self._child is not None:
+            self._child.wait()
 
     @property
     def name(self) -> str:
@@ -209,7 +210,7 @@ class MlflowChild:
         finally:
             gc.unfreeze()
         child_end.close()
-        self._unanswered, self._last, self.run_id = 0, None, None
+        self._unanswered, self.run_id = 0, None
 
     def send(self, name: str, *args: Any) -> None:
         while self._unanswered and self._requests.poll():
@@ -217,10 +218,9 @@ class MlflowChild:
         self._requests.send((name, args))
         self._unanswered += 1
 
-    def wait(self) -> Any:
+    def wait(self) -> None:
         while self._unanswered:
             self._answer()
-        return self._last
 
     def close(self) -> None:
         """Close the pipe, which ends the child's loop (idle: `wait` came first), and reap it."""
@@ -231,7 +231,7 @@ class MlflowChild:
 
     def _answer(self) -> None:
         try:
-            error, self._last, run_id = self._requests.recv()
+            error, run_id = self._requests.recv()
         except EOFError:
             raise LrexpError("logger=mlflow: its process ended unexpectedly") from None
         self._unanswered -= 1
@@ -254,12 +254,13 @@ def _serve(requests: Connection, parent_end: Connection, settings: dict[str, Any
         try:
             name, args = requests.recv()
             if logger is None:
-                requests.send((broken, None, None))
+                requests.send((broken, None))
                 continue
             try:
-                answer = (None, _handle(logger, name, *args), logger.run_id)
+                _handle(logger, name, *args)
+                answer = (None, logger.run_id)
             except Exception as failure:  # the run's process raises it
-                answer = (_one_line(failure), None, None)
+                answer = (_one_line(failure), None)
             requests.send(answer)
         except (EOFError, OSError):  # the run's process closed the pipe or is gone
             return
@@ -271,14 +272,14 @@ def _one_line(failure: Exception) -> str:
     return f"{type(failure).__name__}: {lines[0] if lines else ''}"
 
 
-def _handle(logger: lightning_mlflow.MLFlowLogger, name: str, *args: Any) -> Any:
-    if name == "run_id":
-        return logger.run_id
+def _handle(logger: lightning_mlflow.MLFlowLogger, name: str, *args: Any) -> None:
+    """Make one request. Each answer carries the run id, so "run_id" only creates the run."""
     if name == "log_batch":
-        return _log_batch(logger, *args)
-    if name in ("log_artifact", "log_artifacts"):
-        return getattr(logger.experiment, name)(logger.run_id, *args)
-    return getattr(logger, name)(*args)  # log_hyperparams, finalize
+        _log_batch(logger, *args)
+    elif name in ("log_artifact", "log_artifacts"):
+        getattr(logger.experiment, name)(logger.run_id, *args)
+    elif name != "run_id":
+        getattr(logger, name)(*args)  # log_hyperparams, finalize
 
 
 def _log_batch(mlflow: lightning_mlflow.MLFlowLogger, points: list[Point]) -> None:
