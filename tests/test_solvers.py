@@ -14,7 +14,8 @@ from sklearn.preprocessing import StandardScaler
 
 from lrexp.data.batches import tensor_loader
 from lrexp.model import LogisticRegression
-from lrexp.solvers import class_weights, objective_report
+from lrexp.objective import class_weights
+from lrexp.solvers import objective_report
 
 
 def table(loader) -> tuple[torch.Tensor, torch.Tensor]:
@@ -105,7 +106,7 @@ def test_lbfgs_reaches_the_optimum_on_uncentred_features_and_stops_there() -> No
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)  # intercept: about 120
     assert objective_report(model, x, y)["train/grad_norm"] <= 1e-7
     assert model.current_epoch < 5  # stopped once converged, not after 50 epochs
-    assert model.lbfgs_problem is None  # the float64 copy of the data is not kept
+    assert model.solver.problem is None  # the float64 copy of the data is not kept
 
 
 def test_the_epoch_lbfgs_converges_in_validates() -> None:
@@ -173,7 +174,7 @@ def test_schedules_decay_the_step_over_the_whole_run(scheduler, end) -> None:
     x, y = table(load_breast_cancer)
     model = fit(x, y, epochs=3, optimizer="sgd", lr=0.1, scheduler=scheduler)
     steps = 3 * -(-len(y) // 32)
-    assert model.total_steps == steps
+    assert model.solver.total_steps == steps
     # The last step's: lr times the schedule at (steps - 1) / steps, a step before its end.
     last = {"linear": 1 / steps, "cosine": 0.5 * (1 + math.cos(math.pi * (steps - 1) / steps))}
     lr = model.optimizers().optimizer.param_groups[0]["lr"]

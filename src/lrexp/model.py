@@ -1,15 +1,10 @@
 """The lecture's model as a LightningModule.
 
 Two labels: P(label 1 | x) = sigmoid(w·x + b), binary cross-entropy. K classes:
-P(class k | x) = softmax(W·x + b)_k, cross-entropy. Fitted with SGD (the lecture's), Adam or
-full-batch L-BFGS on the objective
-
-    loss(w) + (1 - l1_ratio)/2 · ‖w‖² / (C·n) + l1_ratio · ‖w‖₁ / (C·n)
-
-with loss the class-weighted mean over the n training rows (model.reduction=sum: the sum,
-and the penalty times n) — scikit-learn's LogisticRegression(C, l1_ratio, class_weight), the
-intercept not penalised. How the steps are taken lives in lrexp.solvers; the epoch metrics in
-lrexp.metrics.
+P(class k | x) = softmax(W·x + b)_k, cross-entropy. The objective — the class-weighted loss plus
+scikit-learn's penalty ‖w‖²/(2·C·n) (and its L1 part) — and its closed-form gradient are
+lrexp.objective's; the solver that minimises it (SGD, Adam or full-batch L-BFGS) is
+lrexp.solvers'; the epoch metrics are lrexp.metrics'.
 """
 
 from __future__ import annotations
@@ -19,14 +14,15 @@ from collections.abc import Sequence
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor, nn
 
 from lrexp import solvers
 from lrexp.checkpoints import name_datamodule
 from lrexp.data.batches import Minibatches
+from lrexp.errors import LrexpError
 from lrexp.metrics import EpochMetrics, publish
+from lrexp.objective import Objective, class_weights
 
 
 def predicted_labels(probs: Tensor) -> Tensor:
@@ -57,75 +53,47 @@ class LogisticRegression(L.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)
-        self.automatic_optimization = False  # lrexp.solvers takes the steps
+        self.automatic_optimization = False  # the solver takes the steps
         with torch.random.fork_rng(devices=[]):  # seed: torch.manual_seed(seed); nn.Linear(...)
             if seed is not None:
                 torch.manual_seed(seed)
             self.linear = nn.Linear(in_features, 1 if num_classes == 2 else num_classes)
-        if C is not None and l1_ratio:  # the cumulative L1 penalty of lrexp.solvers.l1_prox
-            self.register_buffer("l1_total", torch.zeros(()))
-            self.register_buffer("l1_received", torch.zeros_like(self.linear.weight))
-        weights = solvers.class_weights(class_weight, class_counts, num_classes)
-        self.register_buffer("class_weights", weights, persistent=False)
-        self.train_rows = sum(class_counts) if class_counts else None
+        try:
+            weights = class_weights(class_weight, class_counts, num_classes)
+        except ValueError as err:
+            raise LrexpError(
+                f"model.class_weight=balanced needs rows of every label in the training split "
+                f"({err})"
+            ) from None
+        train_rows = sum(class_counts) if class_counts else None
+        self.objective = Objective.of(num_classes, train_rows, C, l1_ratio, reduction, weights)
+        self.solver = solvers.make_solver(self.hparams, self.linear.weight)
         self.metrics = EpochMetrics(num_classes, class_names)
         self.fast = True  # lrexp.lightning_fast's pieces; the experiment builder sets it per run
-        # Set per fit by lrexp.solvers: torch's own step calls allowed, SGD steps in the run,
-        # L-BFGS' convergence report of the epoch.
-        self.plain_steps, self.total_steps, self.solver_report = False, 1, None
-        self.lbfgs_problem: solvers.CentredFloat64 | None = None  # during an lbfgs fit
 
     def logits(self, x: Tensor) -> Tensor:
-        logits = self.linear(x.to(self.linear.weight.dtype))
-        return logits.squeeze(-1) if self.hparams.num_classes == 2 else logits
+        return self.objective.logits(x.to(self.linear.weight.dtype), *self.linear.parameters())
 
     def forward(self, x: Tensor) -> Tensor:
         """P(label 1) per row for two labels; the (rows, K) class probabilities for K."""
-        return self.probs(self.logits(x))
+        return self.objective.probs(self.logits(x))
 
     def loss(self, logits: Tensor, y: Tensor) -> Tensor:
         """Class-weighted cross-entropy, averaged over the rows (or summed)."""
-        reduction = self.hparams.reduction
-        weight = None if self.class_weights is None else self.class_weights[y]
-        if self.hparams.num_classes == 2:
-            return F.binary_cross_entropy_with_logits(
-                logits, y.to(logits.dtype), weight=weight, reduction=reduction
-            )
-        if weight is None:
-            return F.cross_entropy(logits, y, reduction=reduction)
-        # Per-row weights: torch's own `weight=` would divide the mean by their sum, not by
-        # the rows (scikit-learn's objective).
-        losses = F.cross_entropy(logits, y, reduction="none") * weight
-        return losses.sum() if reduction == "sum" else losses.mean()
-
-    def penalty(self, rows: int, weight: Tensor | None = None) -> Tensor | float:
-        """The L2 part of the regulariser for a step over `rows` rows, at `weight` (default: the
-        layer's); the L1 part is a proximal step after the update (solvers.l1_prox). The
-        intercept is not penalised. SGD and Adam apply it as the weight's decay
-        (solvers.configure)."""
-        weight = self.linear.weight if weight is None else weight
-        decay = solvers.l2_decay(self, rows)
-        return decay / 2 * weight.pow(2).sum() if decay else 0.0
-
-    def objective(self, x: Tensor, y: Tensor, float64: bool = False) -> Tensor:
-        """What a step minimises on the rows (x, y): loss + L2 penalty; `float64` sums it in
-        float64 (the matrix products stay in the parameters' dtype)."""
-        logits = self.logits(x)
-        if float64:
-            logits = logits.double()
-        return self.loss(logits, y) + self.penalty(len(y))
+        return self.objective.loss(logits, y)
 
     def configure_optimizers(self) -> dict:
-        return solvers.configure(self)
+        return self.solver.configure(self)
 
     # --- Lightning's loop ---------------------------------------------------------------------
 
+    @torch.no_grad()
     def training_step(self, batch: Minibatches | tuple[Tensor, Tensor], batch_idx: int) -> None:
+        """The solver's steps, in the parameters' dtype whatever the precision plugin's autocast
+        (closed-form gradients have no activations to keep in half precision)."""
         group = batch if isinstance(batch, Minibatches) else Minibatches.of(*batch)
-        if self.hparams.optimizer == "lbfgs":
-            solvers.full_batch_step(self, group)
-        else:
-            solvers.minibatch_steps(self, group)
+        with torch.autocast(self.device.type, enabled=False):
+            self.solver.training_step(self, group)
 
     def validation_step(self, batch: Minibatches | tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._evaluate("val", batch)
@@ -138,32 +106,29 @@ class LogisticRegression(L.LightningModule):
         for x, y in group:
             logits = self.logits(x)
             loss = self.loss(logits, y).reshape(1)
-            self.metrics.update(stage, self.probs(logits), y, loss, torch.full_like(loss, len(y)))
-
-    def probs(self, logits: Tensor) -> Tensor:
-        """sigmoid for two labels, softmax for K classes."""
-        return torch.sigmoid(logits) if self.hparams.num_classes == 2 else logits.softmax(-1)
+            probs = self.objective.probs(logits)
+            self.metrics.update(stage, probs, y, loss, torch.full_like(loss, len(y)))
 
     def on_train_start(self) -> None:
-        solvers.on_train_start(self)
+        self.solver.on_train_start(self)
 
     def on_train_end(self) -> None:
-        solvers.on_train_end(self)
+        self.solver.on_train_end(self)
 
     def on_train_batch_start(self, batch: object, batch_idx: int) -> int | None:
-        """L-BFGS takes the epoch's step on its first group; -1 skips the rest of the epoch."""
-        return -1 if self.hparams.optimizer == "lbfgs" and batch_idx > 0 else None
+        """-1 skips the rest of the epoch (L-BFGS takes the epoch's step on its first group)."""
+        return -1 if self.solver.skips_rest_of_epoch(batch_idx) else None
 
     def on_train_epoch_end(self) -> None:
         values = self.metrics.compute("train", scores=solvers.train_scores_due(self))
-        publish(self, "train", values | solvers.epoch_report(self), self.fast)
+        publish(self, "train", values | self.solver.epoch_report(), self.fast)
 
     def on_validation_epoch_end(self) -> None:
         values = self.metrics.compute("val")
         fitting = self.trainer.state.fn == TrainerFn.FITTING
         rows = solvers.training_rows(self) if fitting else None
-        if rows is not None:
-            values |= solvers.objective_report(self, *rows)
+        if rows is not None:  # L-BFGS' step has just measured it
+            values |= self.solver.report or solvers.objective_report(self, *rows)
         publish(self, "val", values, self.fast)
         if fitting:
             solvers.after_validation(self, values)

@@ -1,73 +1,44 @@
-"""How LogisticRegression's parameters are fitted: the optimizer and its schedule, the steps of
-one Lightning training step, the L1 proximal step, and the convergence report.
+"""How LogisticRegression's parameters are fitted: one solver object per model.optimizer, each
+owning its optimizer, its per-fit state and the config keys it uses. Gradients come in closed
+form from lrexp.objective; no step builds an autograd graph.
 
-- sgd / adam: one optimizer step per minibatch. A Lightning step gets a group of minibatches
-  (lrexp.data.batches), so Lightning's per-step bookkeeping is paid once per group; the updates
-  are exactly those of one minibatch per Lightning step.
-- lbfgs: once per epoch, `max_iter` iterations of full-batch L-BFGS with a strong-Wolfe line
-  search on the whole training split (CentredFloat64); the run stops once the objective's
-  largest gradient entry is <= `tol` (scipy's pgtol, which scikit-learn's lbfgs `tol` sets).
+- sgd / adam (MinibatchSolver): one update per minibatch. A Lightning step gets a group of
+  minibatches (lrexp.data.batches), so Lightning's per-step bookkeeping is paid once per group;
+  the updates are exactly those of one minibatch per Lightning step. L1 is a proximal step
+  after each update.
+- lbfgs (LBFGSSolver): once per epoch, `max_iter` iterations of full-batch L-BFGS with a
+  strong-Wolfe line search on the whole training split (CentredFloat64); the run stops once the
+  objective's largest gradient entry is <= `tol` (scipy's pgtol, which scikit-learn's lbfgs
+  `tol` sets).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from lrexp.errors import LrexpError
-from lrexp.lightning_fast import plain_step, step_hooks_idle
+from lrexp.lightning_fast import count_step, step_hooks_idle
 
 if TYPE_CHECKING:
+    from lightning.pytorch.core.optimizer import LightningOptimizer
+
     from lrexp.data.batches import Minibatches
     from lrexp.model import LogisticRegression
+    from lrexp.objective import Objective
 
 log = logging.getLogger(__name__)
 
-OPTIMIZERS = ("sgd", "adam", "lbfgs")
 SCHEDULERS = ("cosine", "linear", "plateau")  # or null: a constant learning rate
-# Learning rate when model.lr=auto: Adam's usual default; L-BFGS' unit first step (its line
-# search scales it); for SGD see sgd_auto_lr.
-AUTO_LR = {"adam": 1e-3, "lbfgs": 1.0}
-
-
-def class_weights(
-    spec: str | Sequence[float] | None, counts: Sequence[int] | None, num_classes: int
-) -> Tensor | None:
-    """One weight per label: null → none; balanced → n / (K · rows of the label), as
-    scikit-learn's class_weight='balanced'; or the list as given."""
-    if spec is None:
-        return None
-    if spec == "balanced":
-        if counts is None or 0 in counts:
-            raise LrexpError(
-                f"model.class_weight=balanced needs rows of every label in the training split "
-                f"(rows per label: {list(counts or [])})"
-            )
-        total = sum(counts)
-        return torch.tensor([total / (num_classes * c) for c in counts])
-    return torch.tensor([float(w) for w in spec])
-
-
-def resolve_lr(
-    lr: float | str,
-    optimizer: str,
-    train_x: Tensor,
-    batch_size: int,
-    num_classes: int,
-    momentum: float = 0.0,
-) -> float:
-    """model.lr, with `auto` replaced by the optimizer's own choice."""
-    if lr != "auto":
-        return float(lr)
-    if optimizer in AUTO_LR:
-        return AUTO_LR[optimizer]
-    return sgd_auto_lr(train_x, batch_size, num_classes, momentum)
+# The step-size schedules decaying to 0 over the run: the factor at a share of the run's steps.
+DECAYS = {
+    "linear": lambda progress: 1.0 - progress,
+    "cosine": lambda progress: 0.5 * (1.0 + math.cos(math.pi * progress)),
+}
 
 
 def sgd_auto_lr(x: Tensor, batch_size: int, num_classes: int, momentum: float = 0.0) -> float:
@@ -97,122 +68,261 @@ def sgd_auto_lr(x: Tensor, batch_size: int, num_classes: int, momentum: float = 
     return (1.0 + momentum) / max(expected, 1e-12)
 
 
-def configure(model: LogisticRegression) -> dict[str, Any]:
-    """The optimizer, and Lightning's scheduler config for reduce-on-plateau. SGD and Adam get
-    the L2 penalty as the weight's own weight decay (its gradient, `l2_decay · w`, added by the
-    optimizer's fused update instead of a penalty term in every step's graph); L-BFGS minimises
-    the objective with its penalty term (model.objective)."""
-    hp = model.hparams
-    lr = hp.lr
-    if hp.optimizer in ("sgd", "adam"):
-        params = [
-            {"params": [model.linear.weight], "weight_decay": hp.weight_decay + l2_decay(model)},
-            {"params": [model.linear.bias], "weight_decay": hp.weight_decay},
-        ]
-    if hp.optimizer == "sgd":
-        optimizer = torch.optim.SGD(params, lr=lr, momentum=hp.momentum)
-    elif hp.optimizer == "adam":
-        optimizer = torch.optim.Adam(params, lr=lr)
-    else:
-        # L-BFGS moves float64 copies of the parameters (CentredFloat64.parameters); each epoch's
-        # step copies them from and back to the model's.
-        optimizer = torch.optim.LBFGS(
-            CentredFloat64.parameters(model),
-            lr=lr,
-            max_iter=hp.max_iter,
-            tolerance_grad=hp.tol,
-            # scipy's ftol as scikit-learn sets it (64 float64 epsilons): stop once a step
-            # changes the objective by less than float64 can see.
-            tolerance_change=64 * torch.finfo(torch.float64).eps,
-            history_size=10,
-            line_search_fn="strong_wolfe",
-        )
-    unused = {"adam": ["momentum"], "lbfgs": ["momentum", "scheduler"]}.get(hp.optimizer, [])
-    if said := [f"model.{key}={hp[key]}" for key in unused if hp[key]]:
-        log.info(f"{', '.join(said)}: not used by {hp.optimizer}")
-    if hp.scheduler != "plateau" or hp.optimizer == "lbfgs":
-        return {"optimizer": optimizer}
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.1, patience=1)
-    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler}}
+class Solver(nn.Module):
+    """A way of fitting the model: its optimizer, the steps of one Lightning training step, and
+    what the epoch reports. A Module so that its state (the L1 penalty's running totals) lives
+    in the model's checkpoint."""
+
+    name: ClassVar[str]
+    # model.* keys this solver ignores: a set one is reported once, when the fit starts.
+    ignores: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, hparams: Any) -> None:
+        super().__init__()
+        self.hp = hparams
+        self.report: dict[str, float] = {}
+
+    @classmethod
+    def auto_lr(cls, x: Tensor, batch_size: int, num_classes: int, momentum: float) -> float:
+        raise NotImplementedError
+
+    def configure(self, model: LogisticRegression) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def say_ignored(self) -> None:
+        if said := [f"model.{key}={self.hp[key]}" for key in self.ignores if self.hp.get(key)]:
+            log.info(f"{', '.join(said)}: not used by {self.name}")
+
+    def on_train_start(self, model: LogisticRegression) -> None:
+        """Per fit: nothing by default."""
+
+    def training_step(self, model: LogisticRegression, group: Minibatches) -> None:
+        raise NotImplementedError
+
+    def on_train_end(self, model: LogisticRegression) -> None:
+        """Per fit: nothing by default."""
+
+    def epoch_report(self) -> dict[str, float]:
+        """What the epoch's training values add (L-BFGS: its objective and gradient norm)."""
+        report, self.report = self.report, {}
+        return report
+
+    def skips_rest_of_epoch(self, batch_idx: int) -> bool:
+        return False
 
 
-def l2_decay(model: LogisticRegression, rows: int = 1) -> float:
-    """The L2 penalty's gradient per unit weight, (1 - l1_ratio) / (C·n); with reduction=sum
-    times the `rows` of the step (its share of the summed objective)."""
-    hp = model.hparams
-    if hp.C is None or hp.l1_ratio == 1:
-        return 0.0
-    share = rows if hp.reduction == "sum" else 1
-    return (1 - hp.l1_ratio) * share / (hp.C * model.train_rows)
+class MinibatchSolver(Solver):
+    """SGD (heavy ball) or Adam, one update per minibatch, on the closed-form gradient."""
 
+    def __init__(self, hparams: Any, weight: Tensor) -> None:
+        super().__init__(hparams)
+        self.total_steps = 1  # the run's SGD steps, for the decaying schedules
+        self.plain_steps = False  # torch's own update calls allowed (lightning_fast)
+        self.grads: Tensor | None = None
+        if hparams.C is not None and hparams.l1_ratio:  # the cumulative penalty of l1_prox
+            self.register_buffer("l1_total", torch.zeros(()))
+            self.register_buffer("l1_received", torch.zeros_like(weight))
 
-# The step-size schedules decaying to 0 over the run: the factor at a share of the run's steps.
-DECAYS = {
-    "linear": lambda progress: 1.0 - progress,
-    "cosine": lambda progress: 0.5 * (1.0 + math.cos(math.pi * progress)),
-}
-
-
-def scheduled_lr(model: LogisticRegression, step: int) -> float:
-    """The learning rate of SGD step `step` (0-based, over the whole run): a function of the
-    step alone, so a resumed run takes the steps of an uninterrupted one."""
-    return model.hparams.lr * DECAYS[model.hparams.scheduler](min(step / model.total_steps, 1.0))
-
-
-def on_train_start(model: LogisticRegression) -> None:
-    trainer = model.trainer
-    model.plain_steps = model.fast and step_hooks_idle(trainer)
-    loader = trainer.train_dataloader
-    per_epoch = getattr(getattr(loader, "sampler", None), "minibatches_per_epoch", None)
-    if trainer.max_steps > 0:
-        model.total_steps = trainer.max_steps
-    elif trainer.max_epochs is not None and trainer.max_epochs > 0:
-        model.total_steps = max(trainer.max_epochs * (per_epoch or len(loader)), 1)
-    elif model.hparams.scheduler in DECAYS:
-        raise LrexpError(
-            f"model.scheduler={model.hparams.scheduler} decays over the run, which has no end: "
-            "set trainer.max_epochs (or trainer.max_steps), or model.scheduler=null"
-        )
-
-
-def minibatch_steps(model: LogisticRegression, group: Minibatches) -> None:
-    """One SGD/Adam step per minibatch of the group, then the epoch metrics' update."""
-    hp = model.hparams
-    optimizer = model.optimizers()
-    weight_group, bias_group = optimizer.optimizer.param_groups
-    scheduled = hp.scheduler in DECAYS
-    per_rows = hp.reduction == "sum" and l2_decay(model, 1) > 0
-    step = model.trainer.global_step  # SGD steps so far in the run
-    all_logits, all_targets, losses = [], [], []
-    for x, y in group.sharing_one_buffer():  # x: valid until the next minibatch is drawn
-        if scheduled:
-            weight_group["lr"] = bias_group["lr"] = scheduled_lr(model, step)
-        if per_rows:
-            weight_group["weight_decay"] = hp.weight_decay + l2_decay(model, len(y))
-        logits = model.logits(x)
-        loss = model.loss(logits, y)
-        if model.plain_steps:
-            plain_step(optimizer, loss)
+    def configure(self, model: LogisticRegression) -> dict[str, Any]:
+        """torch's optimizer holds the state (momentum, Adam's moments) that checkpoints carry;
+        `weight_decay` is torch's L2 on every parameter, the intercept too, besides the
+        objective's (model.C)."""
+        params = list(model.linear.parameters())
+        if self.name == "sgd":
+            optimizer = torch.optim.SGD(
+                params, lr=self.hp.lr, momentum=self.hp.momentum, weight_decay=self.hp.weight_decay
+            )
         else:
-            optimizer.zero_grad()
-            model.manual_backward(loss)
+            optimizer = torch.optim.Adam(params, lr=self.hp.lr, weight_decay=self.hp.weight_decay)
+        self.say_ignored()
+        if self.hp.scheduler != "plateau":
+            return {"optimizer": optimizer}
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.1, patience=1)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler}}
+
+    def on_train_start(self, model: LogisticRegression) -> None:
+        trainer = model.trainer
+        self.plain_steps = model.fast and step_hooks_idle(trainer)
+        loader = trainer.train_dataloader
+        per_epoch = getattr(getattr(loader, "sampler", None), "minibatches_per_epoch", None)
+        if trainer.max_steps > 0:
+            self.total_steps = trainer.max_steps
+        elif trainer.max_epochs is not None and trainer.max_epochs > 0:
+            self.total_steps = max(trainer.max_epochs * (per_epoch or len(loader)), 1)
+        elif self.hp.scheduler in DECAYS:
+            raise LrexpError(
+                f"model.scheduler={self.hp.scheduler} decays over the run, which has no end: "
+                "set trainer.max_epochs (or trainer.max_steps), or model.scheduler=null"
+            )
+        # One buffer for all gradients, so that DDP averages them in one all-reduce.
+        weight, bias = model.linear.weight, model.linear.bias
+        self.grads = torch.zeros(
+            weight.numel() + bias.numel(), dtype=weight.dtype, device=weight.device
+        )
+
+    def attach_grads(self, model: LogisticRegression) -> None:
+        """The parameters' .grad as views of `grads` (Lightning sets them to None before each
+        validation: LightningModule.on_validation_model_zero_grad)."""
+        weight, bias = model.linear.weight, model.linear.bias
+        if weight.grad is None or weight.grad.data_ptr() != self.grads.data_ptr():
+            weight.grad = self.grads[: weight.numel()].view_as(weight)
+            bias.grad = self.grads[weight.numel() :]
+
+    def on_train_end(self, model: LogisticRegression) -> None:
+        self.grads = None
+        for p in model.linear.parameters():
+            p.grad = None
+
+    def scheduled_lr(self, step: int) -> float:
+        """The learning rate of SGD step `step` (0-based, over the whole run): a function of the
+        step alone, so a resumed run takes the steps of an uninterrupted one."""
+        return self.hp.lr * DECAYS[self.hp.scheduler](min(step / self.total_steps, 1.0))
+
+    def training_step(self, model: LogisticRegression, group: Minibatches) -> None:
+        """One update per minibatch of the group, then the epoch metrics' update."""
+        optimizer = model.optimizers()
+        torch_optimizer = optimizer.optimizer
+        (param_group,) = torch_optimizer.param_groups
+        weight, bias = model.linear.weight, model.linear.bias
+        self.attach_grads(model)
+        scheduled = self.hp.scheduler in DECAYS
+        distributed = model.trainer.world_size > 1
+        scores = train_scores_due(model)
+        step = model.trainer.global_step  # SGD steps so far in the run
+        probs, targets, losses = [], [], []
+        for x, y in group.sharing_one_buffer():  # x: valid until the next minibatch is drawn
+            if scheduled:
+                param_group["lr"] = self.scheduled_lr(step)
+
+            def gradient(x: Tensor = x, y: Tensor = y) -> tuple[Tensor, Tensor | None]:
+                loss, p = model.objective.gradient_(
+                    x.to(weight.dtype), y, weight, bias, weight.grad, bias.grad, scores
+                )
+                if distributed:  # what DDP's backward hooks would do: average over the ranks
+                    torch.distributed.all_reduce(self.grads)
+                    self.grads.div_(model.trainer.world_size)
+                return loss, p
+
+            if self.plain_steps:
+                loss, p = gradient()
+                count_step(optimizer, lambda: self.update(torch_optimizer))
+            else:
+                loss, p = stock_step(optimizer, gradient, model)
+            self.l1_prox(model, torch_optimizer, len(y))
+            step += 1
+            losses.append(loss)
+            if scores:
+                probs.append(p)
+                targets.append(y)
+        losses = torch.stack(losses)
+        check_finite(model, losses)
+        # Only the epoch's last minibatch can be short; made on the device, these weights cost
+        # no host-to-device copy.
+        sizes = torch.full_like(losses, len(group.indices[0]))
+        sizes[-1] = len(group.indices[-1])
+        if scores:
+            model.metrics.update("train", torch.cat(probs), torch.cat(targets), losses, sizes)
+        else:
+            model.metrics.update_loss("train", losses, sizes)
+
+    def update(self, optimizer: torch.optim.Optimizer) -> None:
+        """The optimizer's own update from the gradients in .grad: for SGD the arithmetic of
+        torch.optim.SGD's (momentum, no dampening or Nesterov), inline, since its step() costs
+        more than a small minibatch's whole gradient; for Adam, its step()."""
+        if self.name != "sgd":
             optimizer.step()
-        l1_prox(model, optimizer.optimizer, len(y))
-        step += 1
-        all_logits.append(logits.detach())
-        all_targets.append(y)
-        losses.append(loss.detach())
-    losses = torch.stack(losses)
-    _check_finite(model, losses)
-    # Only the epoch's last minibatch can be short; made on the device, these weights cost
-    # no host-to-device copy.
-    sizes = torch.full_like(losses, len(all_targets[0]))
-    sizes[-1] = len(all_targets[-1])
-    if train_scores_due(model):
-        probs = model.probs(torch.cat(all_logits))
-        model.metrics.update("train", probs, torch.cat(all_targets), losses, sizes)
-    else:
-        model.metrics.update_loss("train", losses, sizes)
+            return
+        (group,) = optimizer.param_groups
+        lr, momentum, decay = group["lr"], group["momentum"], group["weight_decay"]
+        for p in group["params"]:
+            grad = p.grad.add(p, alpha=decay) if decay else p.grad
+            if momentum:
+                state = optimizer.state[p]
+                buffer = state.get("momentum_buffer")
+                if buffer is None:
+                    buffer = state["momentum_buffer"] = grad.clone()
+                else:
+                    buffer.mul_(momentum).add_(grad)
+                grad = buffer
+            p.add_(grad, alpha=-lr)
+
+    def l1_prox(
+        self, model: LogisticRegression, optimizer: torch.optim.Optimizer, rows: int
+    ) -> None:
+        """The L1 part of the regulariser as a proximal (soft-threshold) step after each update,
+        so that weights become exact zeros.
+
+        SGD uses the cumulative penalty of Tsuruoka et al. (2009): each weight is clipped at
+        zero by the L1 penalty accumulated over all steps so far (`l1_total`) less what it
+        already received (`l1_received`). Plain per-step thresholds let minibatch noise keep
+        small weights off zero once the step size has decayed; the cumulative one does not. For
+        Adam the threshold is per coordinate, as Adam scales the step (lr / (sqrt(v̂) + eps)).
+        """
+        objective = model.objective
+        if not objective.l1:
+            return
+        weight = model.linear.weight
+        strength = objective.l1 * objective.share(rows)
+        (group,) = optimizer.param_groups
+        if self.name == "adam":
+            state = optimizer.state[weight]
+            v_hat = state["exp_avg_sq"] / (1 - group["betas"][1] ** float(state["step"]))
+            step = group["lr"] / (v_hat.sqrt() + group["eps"])
+            weight.copy_(weight.sign() * (weight.abs() - step * strength).clamp_min(0))
+            return
+        # Heavy ball moves a steady gradient lr / (1 - momentum) per step; the penalty, a
+        # steady pull too, is applied at that same rate.
+        self.l1_total += group["lr"] * strength / (1 - group["momentum"])
+        before = weight.clone()
+        positive, negative = weight > 0, weight < 0
+        weight.copy_(
+            torch.where(
+                positive,
+                (weight - (self.l1_total + self.l1_received)).clamp_min(0),
+                torch.where(
+                    negative, (weight + (self.l1_total - self.l1_received)).clamp_max(0), weight
+                ),
+            )
+        )
+        self.l1_received += weight - before
+
+
+class SGD(MinibatchSolver):
+    name = "sgd"
+
+    @classmethod
+    def auto_lr(cls, x: Tensor, batch_size: int, num_classes: int, momentum: float) -> float:
+        return sgd_auto_lr(x, batch_size, num_classes, momentum)
+
+
+class Adam(MinibatchSolver):
+    name = "adam"
+    ignores = ("momentum",)
+
+    @classmethod
+    def auto_lr(cls, x: Tensor, batch_size: int, num_classes: int, momentum: float) -> float:
+        return 1e-3  # Adam's usual default: its steps are scaled per coordinate
+
+
+def stock_step(
+    optimizer: LightningOptimizer, gradient: Any, model: LogisticRegression
+) -> tuple[Tensor, Tensor | None]:
+    """The step through Lightning's LightningOptimizer.step (its hooks, precision plugin and
+    step count): the closure writes the closed-form gradient into .grad. Under loss scaling
+    (16-mixed) the gradient is the scaled loss's, which the plugin unscales before the step."""
+    out: list[tuple[Tensor, Tensor | None]] = []
+    scaler = getattr(model.trainer.precision_plugin, "scaler", None)
+
+    def closure() -> Tensor:
+        with torch.no_grad():
+            out.append(gradient())
+            if scaler is not None:
+                for p in model.linear.parameters():
+                    p.grad.mul_(scaler.get_scale())
+        return out[-1][0]
+
+    optimizer.step(closure=closure)
+    return out[-1]
 
 
 class CentredFloat64:
@@ -236,15 +346,14 @@ class CentredFloat64:
     @staticmethod
     def parameters(model: LogisticRegression) -> list[Tensor]:
         """(w, c) in float64, on the model's device; the values come with each step (load)."""
-        return [
-            torch.zeros_like(p, dtype=torch.float64, requires_grad=True)
-            for p in (model.linear.weight, model.linear.bias)
-        ]
+        return [torch.zeros_like(p, dtype=torch.float64) for p in model.linear.parameters()]
 
-    def objective(self, model: LogisticRegression, weight: Tensor, centred_bias: Tensor) -> Tensor:
-        logits = F.linear(self.x, weight, centred_bias)
-        logits = logits.squeeze(-1) if model.hparams.num_classes == 2 else logits
-        return model.loss(logits, self.y) + model.penalty(len(self.y), weight)
+    def evaluate(self, objective: Objective, weight: Tensor, centred_bias: Tensor) -> Tensor:
+        """J and (into .grad) its gradient at (w, c)."""
+        value, weight.grad, centred_bias.grad = objective.value_and_gradient(
+            self.x, self.y, weight, centred_bias
+        )
+        return value
 
     @torch.no_grad()
     def load(self, model: LogisticRegression, weight: Tensor, centred_bias: Tensor) -> None:
@@ -257,125 +366,118 @@ class CentredFloat64:
         model.linear.bias.copy_(centred_bias - weight @ self.mean)
 
 
-def on_train_end(model: LogisticRegression) -> None:
-    model.lbfgs_problem = None  # the float64 copy of the training split
+class LBFGS(Solver):
+    name = "lbfgs"
+    ignores = ("momentum", "scheduler")
 
+    def __init__(self, hparams: Any) -> None:
+        super().__init__(hparams)
+        self.problem: CentredFloat64 | None = None  # during a fit
 
-def full_batch_step(model: LogisticRegression, group: Minibatches) -> None:
-    """`max_iter` L-BFGS iterations on the whole training split (the rows the group's loader
-    holds), once per epoch: the epoch's other groups are skipped (on_train_batch_start)."""
-    x, y = group.source.x, group.source.y
-    if model.lbfgs_problem is None:  # the fit's first step
-        model.lbfgs_problem = CentredFloat64(x, y)
-    problem = model.lbfgs_problem
-    optimizer = model.optimizers()
-    weight, centred_bias = optimizer.optimizer.param_groups[0]["params"]
-    problem.load(model, weight, centred_bias)
+    @classmethod
+    def auto_lr(cls, x: Tensor, batch_size: int, num_classes: int, momentum: float) -> float:
+        return 1.0  # the unit first step, which the line search scales
 
-    def closure() -> Tensor:
-        optimizer.zero_grad()
-        objective = problem.objective(model, weight, centred_bias)
-        model.manual_backward(objective)
-        return objective
+    def configure(self, model: LogisticRegression) -> dict[str, Any]:
+        """L-BFGS moves float64 copies of the parameters (CentredFloat64.parameters); each
+        epoch's step copies them from and back to the model's."""
+        optimizer = torch.optim.LBFGS(
+            CentredFloat64.parameters(model),
+            lr=self.hp.lr,
+            max_iter=self.hp.max_iter,
+            tolerance_grad=self.hp.tol,
+            # scipy's ftol as scikit-learn sets it (64 float64 epsilons): stop once a step
+            # changes the objective by less than float64 can see.
+            tolerance_change=64 * torch.finfo(torch.float64).eps,
+            history_size=10,
+            line_search_fn="strong_wolfe",
+        )
+        self.say_ignored()
+        return {"optimizer": optimizer}
 
-    optimizer.step(closure=closure)
-    problem.store(model, weight, centred_bias)
-    with torch.no_grad():
+    def on_train_end(self, model: LogisticRegression) -> None:
+        self.problem = None  # the float64 copy of the training split
+
+    def skips_rest_of_epoch(self, batch_idx: int) -> bool:
+        """L-BFGS takes the epoch's step on its first group."""
+        return batch_idx > 0
+
+    def training_step(self, model: LogisticRegression, group: Minibatches) -> None:
+        """`max_iter` L-BFGS iterations on the whole training split (the rows the group's
+        loader holds), once per epoch: the epoch's other groups are skipped."""
+        x, y = group.source.x, group.source.y
+        if self.problem is None:  # the fit's first step
+            self.problem = CentredFloat64(x, y)
+        problem, objective = self.problem, model.objective
+        optimizer = model.optimizers()
+        weight, centred_bias = optimizer.optimizer.param_groups[0]["params"]
+        problem.load(model, weight, centred_bias)
+        optimizer.step(closure=lambda: problem.evaluate(objective, weight, centred_bias))
+        problem.store(model, weight, centred_bias)
         logits = model.logits(x)
-        loss = model.loss(logits, y).reshape(1)
-    _check_finite(model, loss)
-    model.solver_report = objective_report(model, x, y)
-    grad_norm = model.solver_report["train/grad_norm"]
-    if grad_norm <= model.hparams.tol:  # as scikit-learn stops: later epochs would not move
-        log.info(
-            f"L-BFGS converged in epoch {model.current_epoch}: the largest gradient entry "
-            f"{grad_norm:.2g} <= model.tol={model.hparams.tol:g}; the run stops"
-        )
-        model.trainer.should_stop = True
-        # This last epoch validates (and so checkpoints) whatever check_val_every_n_epoch says:
-        # the run's checkpoints and scores then include the optimum, not an earlier iterate.
-        model.trainer.check_val_every_n_epoch = 1
-    sizes = torch.full_like(loss, len(y))
-    if train_scores_due(model):
-        model.metrics.update("train", model.probs(logits), y, loss, sizes)
-    else:
-        model.metrics.update_loss("train", loss, sizes)
-
-
-def epoch_report(model: LogisticRegression) -> dict[str, float]:
-    """What the epoch's training values add: L-BFGS' objective and gradient norm."""
-    report, model.solver_report = model.solver_report or {}, None
-    return report
-
-
-def l1_prox(model: LogisticRegression, optimizer: torch.optim.Optimizer, rows: int) -> None:
-    """The L1 part of the regulariser as a proximal (soft-threshold) step after each update, so
-    that weights become exact zeros.
-
-    SGD uses the cumulative penalty of Tsuruoka et al. (2009): each weight is clipped at zero by
-    the L1 penalty accumulated over all steps so far (`l1_total`) less what it already received
-    (`l1_received`). Plain per-step thresholds let minibatch noise keep small weights off zero
-    once the step size has decayed; the cumulative one does not. For Adam the threshold is per
-    coordinate, as Adam scales the step (lr / (sqrt(v̂) + eps)).
-    """
-    hp = model.hparams
-    if hp.C is None or not hp.l1_ratio:
-        return
-    weight = model.linear.weight
-    share = rows / model.train_rows if hp.reduction == "sum" else 1 / model.train_rows
-    strength = hp.l1_ratio * share / hp.C
-    group = optimizer.param_groups[0]
-    with torch.no_grad():
-        if hp.optimizer == "adam":
-            state = optimizer.state[weight]
-            v_hat = state["exp_avg_sq"] / (1 - group["betas"][1] ** float(state["step"]))
-            step = group["lr"] / (v_hat.sqrt() + group["eps"])
-            weight.copy_(weight.sign() * (weight.abs() - step * strength).clamp_min(0))
-            return
-        # Heavy ball moves a steady gradient lr / (1 - momentum) per step; the penalty, a
-        # steady pull too, is applied at that same rate.
-        model.l1_total += group["lr"] * strength / (1 - group["momentum"])
-        before = weight.clone()
-        positive, negative = weight > 0, weight < 0
-        weight.copy_(
-            torch.where(
-                positive,
-                (weight - (model.l1_total + model.l1_received)).clamp_min(0),
-                torch.where(
-                    negative, (weight + (model.l1_total - model.l1_received)).clamp_max(0), weight
-                ),
+        loss = objective.loss(logits, y).reshape(1)
+        check_finite(model, loss)
+        self.report = objective_report(model, x, y)
+        grad_norm = self.report["train/grad_norm"]
+        if grad_norm <= self.hp.tol:  # as scikit-learn stops: later epochs would not move
+            log.info(
+                f"L-BFGS converged in epoch {model.current_epoch}: the largest gradient entry "
+                f"{grad_norm:.2g} <= model.tol={self.hp.tol:g}; the run stops"
             )
-        )
-        model.l1_received += weight - before
+            model.trainer.should_stop = True
+            # This last epoch validates (and so checkpoints) whatever check_val_every_n_epoch
+            # says: the run's checkpoints and scores then include the optimum.
+            model.trainer.check_val_every_n_epoch = 1
+        sizes = torch.full_like(loss, len(y))
+        if train_scores_due(model):
+            model.metrics.update("train", objective.probs(logits), y, loss, sizes)
+        else:
+            model.metrics.update_loss("train", loss, sizes)
 
 
+SOLVERS: dict[str, type[Solver]] = {s.name: s for s in (SGD, Adam, LBFGS)}
+OPTIMIZERS = tuple(SOLVERS)
+
+
+def make_solver(hparams: Any, weight: Tensor) -> Solver:
+    cls = SOLVERS[hparams.optimizer]
+    return cls(hparams, weight) if issubclass(cls, MinibatchSolver) else cls(hparams)
+
+
+def resolve_lr(
+    lr: float | str,
+    optimizer: str,
+    train_x: Tensor,
+    batch_size: int,
+    num_classes: int,
+    momentum: float = 0.0,
+) -> float:
+    """model.lr, with `auto` replaced by the solver's own choice."""
+    if lr != "auto":
+        return float(lr)
+    return SOLVERS[optimizer].auto_lr(train_x, batch_size, num_classes, momentum)
+
+
+@torch.no_grad()
 def objective_report(model: LogisticRegression, x: Tensor, y: Tensor) -> dict[str, float]:
     """The full regularised objective on (x, y) — the whole training split — and the largest
     entry of its (minimum-norm sub)gradient: 0 at the optimum. With lbfgs both are L-BFGS' own
     (CentredFloat64: float64, the gradient in (w, c)), so the gradient is the one it stops on."""
-    hp = model.hparams
-    params = [model.linear.weight, model.linear.bias]
-    with torch.enable_grad():
-        if hp.optimizer == "lbfgs":
-            problem = model.lbfgs_problem or CentredFloat64(x, y)
-            params = CentredFloat64.parameters(model)
-            problem.load(model, *params)
-            objective = problem.objective(model, *params)
-        else:
-            objective = model.objective(x, y, float64=True)
-        grad_w, grad_b = torch.autograd.grad(objective, params)
-    weight = model.linear.weight.detach()
-    if hp.C is not None and hp.l1_ratio:
-        rows = len(y) if hp.reduction == "sum" else 1
-        strength = hp.l1_ratio * rows / (model.train_rows * hp.C)
-        objective = objective + strength * weight.abs().sum()
-        grad_w = torch.where(
-            weight != 0,
-            grad_w + strength * weight.sign(),
-            (grad_w.abs() - strength).clamp_min(0),
+    objective = model.objective
+    weight = model.linear.weight
+    if isinstance(model.solver, LBFGS):
+        problem = model.solver.problem or CentredFloat64(x, y)
+        params = CentredFloat64.parameters(model)
+        problem.load(model, *params)
+        value, grad_w, grad_b = objective.value_and_gradient(problem.x, problem.y, *params)
+    else:
+        value, grad_w, grad_b = objective.value_and_gradient(
+            x.to(weight.dtype), y, weight, model.linear.bias
         )
-    grad_norm = torch.cat([grad_w.flatten(), grad_b.flatten()]).abs().max()
-    values = torch.stack([objective.detach(), grad_norm]).tolist()
+    if objective.l1:
+        value = value + objective.l1 * objective.share(len(y)) * weight.double().abs().sum()
+    grad_norm = objective.subgradient_norm(weight.to(grad_w.dtype), grad_w, grad_b, len(y))
+    values = torch.stack([value.double(), grad_norm.double()]).tolist()
     return {"train/objective": values[0], "train/grad_norm": values[1]}
 
 
@@ -388,7 +490,7 @@ def training_rows(model: LogisticRegression) -> tuple[Tensor, Tensor] | None:
 
 def after_validation(model: LogisticRegression, values: dict[str, float]) -> None:
     """Reduce-on-plateau steps on each validation's val/loss."""
-    if model.hparams.scheduler == "plateau":
+    if model.hparams.scheduler == "plateau" and not isinstance(model.solver, LBFGS):
         model.lr_schedulers().step(values["val/loss"])
 
 
@@ -401,7 +503,7 @@ def train_scores_due(model: LogisticRegression) -> bool:
     return epoch % every == 0 or epoch == trainer.max_epochs
 
 
-def _check_finite(model: LogisticRegression, losses: Tensor) -> None:
+def check_finite(model: LogisticRegression, losses: Tensor) -> None:
     """Stop as soon as the loss or the updated weights are inf/NaN — before a checkpoint could
     store them, so the last checkpoint on disk stays a finite one."""
     weights = torch.cat([p.detach().flatten() for p in model.linear.parameters()])

@@ -1,0 +1,184 @@
+"""The objective every solver minimises, and its gradient in closed form (torch only).
+
+    J(w, b) = Σ_i c_{y_i} ℓ(x_i·w + b, y_i) / D  +  s · (l2/2 · ‖w‖² + l1 · ‖w‖₁)
+
+ℓ is the binary cross-entropy of sigmoid(z) (two labels, one logit) or the cross-entropy of
+softmax(z) (K classes, K logits); c the class weights (1 without); D the rows (reduction=mean)
+or 1 (reduction=sum); s the penalty's share of the rows, 1 for a mean and the rows for a sum.
+With l2 = (1 - l1_ratio)/(C·n) and l1 = l1_ratio/(C·n) over the n training rows this is
+scikit-learn's LogisticRegression(C, l1_ratio, class_weight) divided by n; the intercept is not
+penalised.
+
+The gradient with respect to the logits is the residual r_i = c_{y_i} (p_i - onehot(y_i)) / D,
+so ∇_w J = rᵀ X + s·l2·w and ∇_b J = Σ_i r_i: two matrix products, no autograd. The L1 part
+is not differentiable; SGD and Adam apply it as a proximal step, L-BFGS does not take it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+REDUCTIONS = ("mean", "sum")
+
+
+def class_weights(
+    spec: str | Sequence[float] | None, counts: Sequence[int] | None, num_classes: int
+) -> Tensor | None:
+    """One weight per label: null → none; balanced → n / (K · rows of the label), as
+    scikit-learn's class_weight='balanced'; or the list as given. ValueError when balanced
+    meets a label with no rows (the caller names the key)."""
+    if spec is None:
+        return None
+    if spec == "balanced":
+        if counts is None or 0 in counts:
+            raise ValueError(f"rows per label: {list(counts or [])}")
+        total = sum(counts)
+        return torch.tensor([total / (num_classes * c) for c in counts])
+    return torch.tensor([float(w) for w in spec])
+
+
+class Objective(nn.Module):
+    """J's constants. `l2` and `l1` are per unit weight for a mean over the rows. A Module so
+    that the class weights move with the model to its device (a buffer, not in checkpoints:
+    they follow from the hyper-parameters)."""
+
+    def __init__(
+        self,
+        num_classes: int,
+        l2: float = 0.0,
+        l1: float = 0.0,
+        reduction: str = "mean",
+        class_weights: Tensor | None = None,
+    ) -> None:
+        super().__init__()
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"reduction={reduction!r}: use one of {REDUCTIONS}")
+        self.num_classes, self.l2, self.l1, self.reduction = num_classes, l2, l1, reduction
+        self.register_buffer("class_weights", class_weights, persistent=False)
+
+    @classmethod
+    def of(
+        cls,
+        num_classes: int,
+        train_rows: int | None,
+        C: float | None,
+        l1_ratio: float = 0.0,
+        reduction: str = "mean",
+        class_weights: Tensor | None = None,
+    ) -> Objective:
+        """scikit-learn's parametrisation: C (null: no penalty) and l1_ratio over n rows."""
+        if C is None or not train_rows:
+            return cls(num_classes, 0.0, 0.0, reduction, class_weights)
+        strength = 1.0 / (C * train_rows)
+        return cls(
+            num_classes, (1 - l1_ratio) * strength, l1_ratio * strength, reduction, class_weights
+        )
+
+    @property
+    def binary(self) -> bool:
+        return self.num_classes == 2
+
+    def share(self, rows: int) -> int:
+        """The penalty's weight in a step over `rows` rows: 1 for a mean, `rows` for a sum."""
+        return rows if self.reduction == "sum" else 1
+
+    def logits(self, x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+        """(rows,) for two labels, (rows, K) for K classes."""
+        z = torch.addmm(bias, x, weight.t())
+        return z.squeeze(-1) if self.binary else z
+
+    def probs(self, logits: Tensor) -> Tensor:
+        return torch.sigmoid(logits) if self.binary else logits.softmax(-1)
+
+    def loss(self, logits: Tensor, y: Tensor) -> Tensor:
+        """The class-weighted loss, a mean over the rows (not over their weights) or a sum."""
+        row_weights = None if self.class_weights is None else self.class_weights[y]
+        if self.binary:
+            losses = F.binary_cross_entropy_with_logits(
+                logits, y.to(logits.dtype), reduction="none"
+            )
+        else:
+            losses = F.cross_entropy(logits, y, reduction="none")
+        if row_weights is not None:
+            losses = losses * row_weights.to(losses.dtype)
+        return losses.sum() if self.reduction == "sum" else losses.mean()
+
+    def penalty(self, weight: Tensor, rows: int, l1: bool = True) -> Tensor:
+        """s · (l2/2 ‖w‖² + l1 ‖w‖₁) for a step over `rows` rows, in float64."""
+        value = weight.new_zeros((), dtype=torch.float64)
+        if self.l2:
+            value = value + self.l2 / 2 * weight.double().pow(2).sum()
+        if l1 and self.l1:
+            value = value + self.l1 * weight.double().abs().sum()
+        return self.share(rows) * value
+
+    def residual_(self, logits: Tensor, y: Tensor) -> Tensor:
+        """∂J/∂z: c_y (p - onehot(y)) / D, in the logits' buffer for two labels (the logits are
+        lost), in a new one for K."""
+        rows = len(y)
+        if self.binary:
+            r = logits.sigmoid_().sub_(y.to(logits.dtype))
+        else:
+            r = logits.softmax(-1)
+            r[torch.arange(rows, device=r.device), y] -= 1.0
+        scale = 1.0 / rows if self.reduction == "mean" else 1.0
+        if self.class_weights is not None:
+            row_scale = self.class_weights.to(r.dtype)[y] * scale
+            return r.mul_(row_scale if self.binary else row_scale.unsqueeze(-1))
+        return r.mul_(scale) if scale != 1.0 else r
+
+    def gradient_(
+        self,
+        x: Tensor,
+        y: Tensor,
+        weight: Tensor,
+        bias: Tensor,
+        grad_weight: Tensor,
+        grad_bias: Tensor,
+        with_probs: bool = False,
+    ) -> tuple[Tensor, Tensor | None]:
+        """A minibatch's loss (0-d) and, `with_probs`, the model's probabilities of its rows;
+        ∇J written into grad_weight and grad_bias."""
+        logits = self.logits(x, weight, bias)
+        loss = self.loss(logits, y)
+        probs = self.probs(logits) if with_probs else None
+        r = self.residual_(logits, y)
+        residual = r.unsqueeze(0) if self.binary else r.t()
+        torch.mm(residual, x, out=grad_weight)
+        if self.l2:
+            grad_weight.add_(weight, alpha=self.share(len(y)) * self.l2)
+        torch.sum(residual, dim=1, out=grad_bias)
+        return loss, probs
+
+    def value_and_gradient(
+        self, x: Tensor, y: Tensor, weight: Tensor, bias: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """J's smooth part (no L1 term) on all of (x, y), summed in float64, and its gradient
+        (weight, bias) in x's dtype: what full-batch L-BFGS evaluates, and the convergence
+        report."""
+        logits = self.logits(x, weight, bias)
+        value = self.loss(logits.double(), y) + self.penalty(weight, len(y), l1=False)
+        r = self.residual_(logits, y)
+        residual = r.unsqueeze(0) if self.binary else r.t()
+        grad_weight = residual @ x
+        if self.l2:
+            grad_weight.add_(weight, alpha=self.share(len(y)) * self.l2)
+        return value, grad_weight, residual.sum(1)
+
+    def subgradient_norm(
+        self, weight: Tensor, grad_weight: Tensor, grad_bias: Tensor, rows: int
+    ) -> Tensor:
+        """The largest entry of J's minimum-norm subgradient over `rows` rows, given its smooth
+        part's gradient: 0 at the optimum."""
+        if self.l1:
+            strength = self.l1 * self.share(rows)
+            grad_weight = torch.where(
+                weight != 0,
+                grad_weight + strength * weight.sign(),
+                (grad_weight.abs() - strength).clamp_min(0),
+            )
+        return torch.cat([grad_weight.flatten(), grad_bias.flatten()]).abs().max()

@@ -1,0 +1,137 @@
+"""The closed-form gradient is autograd's, for every option of the objective; an epoch of the
+solvers' steps is the autograd loop's epoch."""
+
+from __future__ import annotations
+
+import itertools
+
+import lightning as L
+import pytest
+import torch
+
+from lrexp.data.batches import epoch_permutation, tensor_loader
+from lrexp.model import LogisticRegression
+from lrexp.objective import Objective, class_weights
+
+N, D, BATCH, SEED = 120, 6, 16, 3
+
+
+def data(k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(k)
+    x = torch.randn(N, D, generator=generator, dtype=torch.float64)
+    y = torch.randint(k, (N,), generator=generator)
+    return x, y
+
+
+def autograd_value(objective: Objective, x, y, weight, bias) -> torch.Tensor:
+    """J's smooth part through autograd: the loss of the logits plus the L2 term."""
+    logits = x @ weight.t() + bias
+    logits = logits.squeeze(-1) if objective.binary else logits
+    return objective.loss(logits, y) + objective.penalty(weight, len(y), l1=False)
+
+
+OPTIONS = [
+    (k, C, l1_ratio, weights, reduction)
+    for k, C, l1_ratio, weights, reduction in itertools.product(
+        [2, 4],  # classes
+        [None, 1.0, 0.05],  # C
+        [0.0, 0.5],  # l1_ratio
+        [None, "balanced", "list"],  # class_weight
+        ["mean", "sum"],  # reduction
+    )
+    if C is not None or not l1_ratio  # l1_ratio needs C (the config refuses it otherwise)
+]
+
+
+@pytest.mark.parametrize(("k", "C", "l1_ratio", "weights", "reduction"), OPTIONS)
+def test_closed_form_gradient_is_autograds(k, C, l1_ratio, weights, reduction) -> None:
+    x, y = data(k)
+    counts = torch.bincount(y, minlength=k).tolist()
+    spec = [1.0 + i for i in range(k)] if weights == "list" else weights
+    objective = Objective.of(k, N, C, l1_ratio, reduction, class_weights(spec, counts, k))
+    out = 1 if k == 2 else k
+    generator = torch.Generator().manual_seed(0)
+    weight = torch.randn(out, D, generator=generator, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(out, generator=generator, dtype=torch.float64, requires_grad=True)
+    reference = autograd_value(objective, x, y, weight, bias)
+    want_w, want_b = torch.autograd.grad(reference, [weight, bias])
+    with torch.no_grad():
+        value, grad_w, grad_b = objective.value_and_gradient(x, y, weight, bias)
+        buffer_w, buffer_b = torch.empty_like(grad_w), torch.empty_like(grad_b)
+        loss, _ = objective.gradient_(x, y, weight, bias, buffer_w, buffer_b)
+    torch.testing.assert_close(value, reference.detach(), rtol=1e-12, atol=1e-12)
+    for got in (grad_w, buffer_w):
+        torch.testing.assert_close(got, want_w, rtol=1e-10, atol=1e-12)
+    for got in (grad_b, buffer_b):
+        torch.testing.assert_close(got, want_b, rtol=1e-10, atol=1e-12)
+    penalty = objective.penalty(weight.detach(), N, l1=False)
+    torch.testing.assert_close(loss + penalty, reference.detach(), rtol=1e-12, atol=1e-12)
+
+
+def test_l1_term_enters_the_value_and_the_subgradient() -> None:
+    objective = Objective.of(2, N, C=0.1, l1_ratio=1.0)
+    weight = torch.tensor([[0.5, -2.0, 0.0]], dtype=torch.float64)
+    assert objective.penalty(weight, N).item() == pytest.approx(2.5 / (0.1 * N))
+    # At a zero weight the minimum-norm subgradient shrinks the smooth gradient by the strength.
+    strength = 1 / (0.1 * N)
+    grad = torch.tensor([[0.0, 0.0, 3 * strength]], dtype=torch.float64)
+    norm = objective.subgradient_norm(weight, grad, torch.zeros(1, dtype=torch.float64), N)
+    assert norm.item() == pytest.approx(2 * strength)
+
+
+def autograd_epoch(k: int, C, class_weight, reduction: str, momentum: float) -> torch.Tensor:
+    """One epoch of autograd + torch.optim.SGD over the solver's epoch order."""
+    x, y = data(k)
+    x = x.float()
+    counts = torch.bincount(y, minlength=k).tolist()
+    objective = Objective.of(k, N, C, 0.0, reduction, class_weights(class_weight, counts, k))
+    torch.manual_seed(SEED)
+    linear = torch.nn.Linear(D, 1 if k == 2 else k)
+    optimizer = torch.optim.SGD(linear.parameters(), lr=0.05, momentum=momentum)
+    for idx in epoch_permutation(N, SEED, 0).split(BATCH):
+        value = autograd_value(objective, x[idx], y[idx], linear.weight, linear.bias)
+        optimizer.zero_grad()
+        value.backward()
+        optimizer.step()
+    return torch.cat([linear.weight.detach().flatten(), linear.bias.detach()])
+
+
+@pytest.mark.parametrize(
+    ("k", "C", "class_weight", "reduction", "momentum"),
+    [
+        (2, None, None, "mean", 0.0),
+        (2, 1.0, "balanced", "mean", 0.9),
+        (2, 0.5, None, "sum", 0.9),
+        (4, 1.0, None, "mean", 0.9),
+        (4, None, "balanced", "sum", 0.0),
+    ],
+)
+def test_an_epoch_of_solver_steps_is_the_autograd_loops(
+    k, C, class_weight, reduction, momentum
+) -> None:
+    x, y = data(k)
+    counts = torch.bincount(y, minlength=k).tolist()
+    model = LogisticRegression(
+        D,
+        num_classes=k,
+        class_counts=counts,
+        lr=0.05,
+        momentum=momentum,
+        C=C,
+        class_weight=class_weight,
+        reduction=reduction,
+        seed=SEED,
+    )
+    trainer = L.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    loader = tensor_loader(x.float(), y, BATCH, 3, shuffle=True, seed=SEED)
+    trainer.fit(model, train_dataloaders=loader)
+    ours = torch.cat([model.linear.weight.detach().flatten(), model.linear.bias.detach()])
+    reference = autograd_epoch(k, C, class_weight, reduction, momentum)
+    torch.testing.assert_close(ours, reference, rtol=0, atol=1e-6)
