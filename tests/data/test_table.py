@@ -15,7 +15,8 @@ import pytest
 import torch
 from sklearn import datasets
 
-from lrexp.data.table import TableDataModule, TablePreprocessing
+from lrexp.data.table import TableDataModule
+from lrexp.data.table_preprocessing import TablePreprocessing
 from lrexp.errors import LrexpError
 
 COLORS = np.array(["red", "green", "blue", "black"])

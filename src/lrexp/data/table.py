@@ -1,30 +1,12 @@
-"""The user's own table (CSV, TSV, Parquet or .npz) as a logistic-regression problem.
+"""The user's own table (CSV, TSV, Parquet or .npz) as a logistic-regression problem: the
+DataModule that reads the files, splits the rows and keeps the learned state.
 
 Files are read by `table_file` (pyarrow, piece by piece): numeric columns straight into
-float32, the others (strings, the target) as Arrow arrays.
-
-Raw features and what the model takes
--------------------------------------
-A split's *raw* features are a float32 tensor with one column per table feature column, in
-`columns` order: a numeric column holds its value as is, a categorical (string) column holds the
-index of its value in that column's training categories (`input_card()` lists them), -1 for a
-value never seen in training, NaN where the value is missing. `TablePreprocessing` (the module
-that `preprocess` runs and `export_preprocessing` returns, so both share one code path) turns
-that into the model's features, laid out as scikit-learn's ColumnTransformer of a StandardScaler
-and a OneHotEncoder(handle_unknown="ignore") would: the numeric columns standardised with the
-training split's mean and population std (a constant column keeps scale 1), then the one-hot
-columns ("color=red"), categories sorted, an unseen index giving all zeros. With
-`missing=mean`, NaN becomes the training mean (numeric) or most frequent category.
-Raw values travel as float32: about 7 significant digits (shift e.g. Unix timestamps first).
-The statistics are those of these float32 values, the values the model standardises.
-
-Labels
-------
-Label i is the set of target values in `label_groups[i]`. With neither `positive` nor `classes`,
-a target with two distinct values is binary and the larger of the two in sorted order is
-label 1 (what scikit-learn's LabelEncoder makes 1: 0/1 -> 1, false/true -> true, "no"/"yes"
--> "yes"); with more than two (up to MAX_AUTO_CLASSES) it is a softmax over all of them in
-sorted order. The run logs which value is label 1.
+float32, the others (strings, the target) as Arrow arrays. The target becomes labels by
+`table_labels` (the run logs which value is label 1), the feature columns are encoded by
+`table_columns` into raw features, and `table_preprocessing` learns the training statistics and
+turns raw features into the model's (its docstring describes both layouts); `preprocess` and
+`export_preprocessing` share its one code path.
 """
 
 from __future__ import annotations
@@ -37,201 +19,28 @@ from typing import Any
 import lightning as L
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import torch
 from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor, nn
 
 from lrexp.data.batches import SplitLoaders
 from lrexp.data.labels import log_balance, stratified_split
-from lrexp.data.table_file import TableColumns, TableFile, is_numeric, missing_mask
+from lrexp.data.table_columns import category_codes, column_kind
+from lrexp.data.table_file import TableColumns, TableFile
+from lrexp.data.table_labels import (
+    Spec,
+    distinct_values,
+    encode_labels,
+    label_groups,
+    target_column,
+)
+from lrexp.data.table_preprocessing import TablePreprocessing, learn_state
 from lrexp.errors import LrexpError
 
 log = logging.getLogger(__name__)
 
 MISSING_POLICIES = ("error", "mean", "drop")
-# More distinct target values than this without data.classes looks like a continuous target.
-MAX_AUTO_CLASSES = 100
 PREPROCESS_ROWS = 2**16
-Value = bool | int | float | str
-Spec = Sequence[Value] | Value | None
-
-
-# --- columns ----------------------------------------------------------------------------------
-
-
-def column_kind(kind: pa.DataType, name: str, path: str) -> str:
-    """'numeric' (numbers, booleans) or 'categorical' (strings); anything else is an error."""
-    if is_numeric(kind):
-        return "numeric"
-    value_type = kind.value_type if pa.types.is_dictionary(kind) else kind
-    if pa.types.is_string(value_type) or pa.types.is_large_string(value_type):
-        return "categorical"
-    if pa.types.is_null(value_type):
-        raise LrexpError(
-            f"{path}: column {name!r} has no values at all; leave it out with data.features"
-        )
-    raise LrexpError(
-        f"{path}: column {name!r} of type {kind} cannot be encoded (numbers, booleans and "
-        "strings can); leave it out with data.features or convert it"
-    )
-
-
-def as_strings(column: pa.ChunkedArray) -> pa.ChunkedArray:
-    return column.cast(pa.string())
-
-
-def dictionary_indices(column: pa.ChunkedArray) -> tuple[np.ndarray, list[str]]:
-    """Each value's index in the column's distinct values (-1 when missing), and those values."""
-    encoded = as_strings(column).combine_chunks().dictionary_encode()
-    indices = pc.fill_null(encoded.indices, -1).to_numpy().astype(np.int64)
-    return indices, encoded.dictionary.to_pylist()
-
-
-def category_codes(column: pa.ChunkedArray, categories: list[str]) -> np.ndarray:
-    """float32 index of each value in `categories`: -1 when unseen, NaN when missing."""
-    index = pc.index_in(as_strings(column), value_set=pa.array(categories, pa.string()))
-    codes = pc.fill_null(index, -1).to_numpy().astype(np.float32)
-    codes[missing_mask(column)] = np.nan
-    return codes
-
-
-# --- labels -----------------------------------------------------------------------------------
-
-
-def _items(spec: Spec) -> list[Value]:
-    return [spec] if isinstance(spec, bool | int | float | str) else list(spec)
-
-
-def _resolve(spec: Spec, values: list[Value], key: str, target: str) -> list[Value]:
-    """Target values named by `spec` (given as the values or their text: 1, '1', 'yes')."""
-    lookup: dict[Any, Value] = {}
-    for value in values:
-        lookup.setdefault(value, value)
-        lookup.setdefault(str(value), value)
-    items = _items(spec)
-    if not items:
-        raise LrexpError(f"{key} is empty: list at least one value of column {target!r}")
-    found = []
-    for item in items:
-        value = lookup.get(item, lookup.get(str(item)))
-        if value is None:
-            shown = ", ".join(map(str, values[:20])) + (", ..." if len(values) > 20 else "")
-            raise LrexpError(
-                f"{key} holds {item!r}, not a value of column {target!r}; its values: {shown}"
-            )
-        if value not in found:
-            found.append(value)
-    return found
-
-
-def label_groups(
-    values: list[Value], positive: Spec, negative: Spec, classes: Spec, target: str
-) -> tuple[list[list[Value]], str]:
-    """The target values of each label, and the rule that chose them (for the log)."""
-    if classes is not None and positive is not None:
-        raise LrexpError(
-            "data.classes and data.positive are both set: data.classes=all or a list for several "
-            "classes, data.positive (and data.negative) for two; set the other to null"
-        )
-    if positive is None and negative is not None:
-        raise LrexpError("data.negative is set without data.positive: set data.positive too")
-    if positive is not None:
-        pos = _resolve(positive, values, "data.positive", target)
-        if negative is None:
-            neg = [v for v in values if v not in pos]
-            if not neg:
-                raise LrexpError(
-                    f"data.positive lists every value of column {target!r}: leave some for label 0"
-                )
-        else:
-            neg = _resolve(negative, values, "data.negative", target)
-            if shared := [v for v in pos if v in neg]:
-                raise LrexpError(
-                    f"values {shared} are in both data.positive and data.negative: "
-                    "a value can have one label only"
-                )
-        return [neg, pos], "data.positive"
-    if len(values) < 2:
-        raise LrexpError(
-            f"column {target!r} has a single value ({values[0] if values else 'none'}): "
-            "logistic regression needs at least two; check data.target"
-        )
-    if classes is None:
-        if len(values) == 2:
-            return [[v] for v in values], "the larger of the two sorted values is label 1"
-        if len(values) > MAX_AUTO_CLASSES:
-            raise LrexpError(
-                f"column {target!r} has {len(values)} distinct values (a continuous target?): "
-                "choose labels with data.positive=[...] or data.classes=[...]"
-            )
-        return [[v] for v in values], "every value its own class (sorted)"
-    if classes == "all":
-        return [[v] for v in values], "data.classes=all (sorted)"
-    chosen = _resolve(classes, values, "data.classes", target)
-    if len(chosen) < 2:
-        raise LrexpError(f"data.classes={chosen}: list at least two values of {target!r}")
-    return [[v] for v in chosen], "data.classes, in the order given"
-
-
-def target_column(table: TableColumns, name: str) -> pa.ChunkedArray:
-    column = table.arrow[name]
-    if pa.types.is_dictionary(column.type):
-        column = column.cast(column.type.value_type)
-    return column
-
-
-def encode_labels(column: pa.ChunkedArray, groups: list[list[Value]]) -> np.ndarray:
-    """int64 label of each row; -1 for a value in no group (or missing)."""
-    labels = np.full(len(column), -1, dtype=np.int64)
-    for index, group in enumerate(groups):
-        hit = pc.is_in(column, value_set=pa.array(group, column.type))
-        labels[pc.fill_null(hit, False).to_numpy(zero_copy_only=False)] = index
-    return labels
-
-
-def distinct_values(column: pa.ChunkedArray) -> list[Value]:
-    values = pc.unique(column.drop_null())
-    if pa.types.is_floating(column.type):
-        values = values.filter(pc.invert(pc.is_nan(values)))
-    return sorted(values.to_pylist())
-
-
-# --- preprocessing ----------------------------------------------------------------------------
-
-
-class TablePreprocessing(nn.Module):
-    """Raw table features (float32: the numeric columns, then each categorical column's index)
-    → the model's features (the numeric columns standardised, then the one-hot columns).
-
-    Torch-only, so it exports to ONNX: imputation (missing=mean) is a `where` on NaN, scaling a
-    broadcast, one-hot an equality of each categorical column's index with 0..k-1.
-    """
-
-    def __init__(
-        self,
-        n_numeric: int,
-        mean: Tensor,
-        scale: Tensor,
-        onehot_source: Tensor,
-        onehot_code: Tensor,
-        fill: Tensor | None,
-    ) -> None:
-        super().__init__()
-        self.n_numeric = n_numeric
-        self.register_buffer("mean", mean)
-        self.register_buffer("scale", scale)
-        self.register_buffer("onehot_source", onehot_source)
-        self.register_buffer("onehot_code", onehot_code)
-        self.impute = fill is not None
-        self.register_buffer("fill", fill if fill is not None else torch.zeros(0))
-
-    def forward(self, raw: Tensor) -> Tensor:
-        if self.impute:
-            raw = torch.where(torch.isnan(raw), self.fill, raw)
-        numeric = (raw[:, : self.n_numeric] - self.mean) / self.scale
-        onehot = (raw.index_select(1, self.onehot_source) == self.onehot_code).to(raw.dtype)
-        return torch.cat([numeric, onehot], 1)
 
 
 class TableDataModule(SplitLoaders, L.LightningDataModule):
@@ -396,7 +205,7 @@ class TableDataModule(SplitLoaders, L.LightningDataModule):
     def export_preprocessing(self) -> nn.Module:
         """Raw features (float32, batch first, `input_card()['columns']` order) → features."""
         self._state("columns")
-        return TablePreprocessing(*self._preprocessing_args()).eval()
+        return TablePreprocessing.from_state(self.state, self.hparams.missing == "mean").eval()
 
     def input_card(self) -> dict[str, Any]:
         """What the exported model takes: one float32 column per table column, in order."""
@@ -535,76 +344,14 @@ class TableDataModule(SplitLoaders, L.LightningDataModule):
         return np.flatnonzero(keep)
 
     def _learn(self, table: TableColumns, columns: list[str], train: np.ndarray) -> None:
-        """Columns, kinds, categories, statistics and imputation values from training rows.
-
-        Numeric columns come first in the raw features (and so in the model's), then the
-        categorical ones, each group in the table's order.
-        """
-        kinds = {c: column_kind(table.types[c], c, self.hparams.path) for c in columns}
-        numeric = [c for c in columns if kinds[c] == "numeric"]
-        ordered = numeric + [c for c in columns if kinds[c] == "categorical"]
-        categories, mean, scale, fill = {}, [], [], []
-        for name in ordered:
-            if kinds[name] == "categorical":
-                indices, dictionary = dictionary_indices(table.arrow[name])
-                present = indices[train]
-                present = present[present >= 0]
-                if not len(present):
-                    raise LrexpError(
-                        f"data.path={self.hparams.path}: column {name!r} has no value in the "
-                        "training split; leave it out with data.features"
-                    )
-                seen = np.unique(present)
-                order = np.argsort(np.array([dictionary[i] for i in seen]))
-                categories[name] = [dictionary[i] for i in seen[order]]
-                # The most frequent category; ties go to the first in sorted order, as in
-                # scikit-learn's SimpleImputer(strategy="most_frequent").
-                counts = np.bincount(present, minlength=len(dictionary))[seen[order]]
-                fill.append(float(counts.argmax()))
-                continue
-            values = table.floats[name][train].astype(np.float64)
-            present = values[~np.isnan(values)]
-            if len(present) == 0:
-                raise LrexpError(
-                    f"data.path={self.hparams.path}: column {name!r} has no value in the "
-                    "training split; leave it out with data.features"
-                )
-            m = float(present.mean())
-            # Population std over the imputed column (imputed values add 0), as a pipeline of
-            # SimpleImputer(mean) and StandardScaler computes it; a constant column keeps scale 1.
-            s = float(np.sqrt(((present - m) ** 2).sum() / len(values)))
-            fill.append(m)
-            if not self.hparams.normalize:
-                m, s = 0.0, 1.0
-            mean.append(m)
-            scale.append(s if s > 1e-12 * max(1.0, abs(m)) else 1.0)
-        self.state |= {
-            "columns": ordered,
-            "kinds": [kinds[c] for c in ordered],
-            "numeric": numeric,
-            "categories": categories,
-            "mean": torch.tensor(mean, dtype=torch.float64),
-            "scale": torch.tensor(scale, dtype=torch.float64),
-            "fill": torch.tensor(fill, dtype=torch.float64),
-        }
+        hp = self.hparams
+        self.state |= learn_state(table, columns, train, hp.path, hp.normalize)
         self._build_preprocessing()
 
-    def _preprocessing_args(self) -> tuple[Any, ...]:
-        columns, categories = self.columns, self.state["categories"]
-        source = [j for j, c in enumerate(columns) if c in categories for _ in categories[c]]
-        code = [float(k) for c in columns if c in categories for k in range(len(categories[c]))]
-        fill = self.state["fill"].float() if self.hparams.missing == "mean" else None
-        return (
-            len(self.state["numeric"]),
-            self.state["mean"].float(),
-            self.state["scale"].float(),
-            torch.tensor(source, dtype=torch.int64),
-            torch.tensor(code, dtype=torch.float32),
-            fill,
-        )
-
     def _build_preprocessing(self) -> None:
-        self.preprocessing = TablePreprocessing(*self._preprocessing_args())
+        self.preprocessing = TablePreprocessing.from_state(
+            self.state, self.hparams.missing == "mean"
+        )
 
     def _raw(self, table: TableColumns, parts: dict[str, np.ndarray]) -> dict[str, Tensor]:
         """Each part's raw features (module docstring), float32 (len(rows), columns).

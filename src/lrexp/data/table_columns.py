@@ -1,0 +1,47 @@
+"""A table's feature columns as lrexp encodes them: each column's kind (numeric or categorical),
+and a categorical column's values as indices into its categories."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from lrexp.data.table_file import is_numeric, missing_mask
+from lrexp.errors import LrexpError
+
+
+def column_kind(kind: pa.DataType, name: str, path: str) -> str:
+    """'numeric' (numbers, booleans) or 'categorical' (strings); anything else is an error."""
+    if is_numeric(kind):
+        return "numeric"
+    value_type = kind.value_type if pa.types.is_dictionary(kind) else kind
+    if pa.types.is_string(value_type) or pa.types.is_large_string(value_type):
+        return "categorical"
+    if pa.types.is_null(value_type):
+        raise LrexpError(
+            f"{path}: column {name!r} has no values at all; leave it out with data.features"
+        )
+    raise LrexpError(
+        f"{path}: column {name!r} of type {kind} cannot be encoded (numbers, booleans and "
+        "strings can); leave it out with data.features or convert it"
+    )
+
+
+def as_strings(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    return column.cast(pa.string())
+
+
+def dictionary_indices(column: pa.ChunkedArray) -> tuple[np.ndarray, list[str]]:
+    """Each value's index in the column's distinct values (-1 when missing), and those values."""
+    encoded = as_strings(column).combine_chunks().dictionary_encode()
+    indices = pc.fill_null(encoded.indices, -1).to_numpy().astype(np.int64)
+    return indices, encoded.dictionary.to_pylist()
+
+
+def category_codes(column: pa.ChunkedArray, categories: list[str]) -> np.ndarray:
+    """float32 index of each value in `categories`: -1 when unseen, NaN when missing."""
+    index = pc.index_in(as_strings(column), value_set=pa.array(categories, pa.string()))
+    codes = pc.fill_null(index, -1).to_numpy().astype(np.float32)
+    codes[missing_mask(column)] = np.nan
+    return codes

@@ -1,0 +1,132 @@
+"""What a table's raw features become for the model, and the training statistics that say how.
+
+A split's *raw* features are a float32 tensor with one column per table feature column, in
+`columns` order: a numeric column holds its value as is, a categorical (string) column holds the
+index of its value in that column's training categories, -1 for a value never seen in training,
+NaN where the value is missing. `TablePreprocessing` turns that into the model's features, laid
+out as scikit-learn's ColumnTransformer of a StandardScaler and a
+OneHotEncoder(handle_unknown="ignore") would: the numeric columns standardised with the training
+split's mean and population std (a constant column keeps scale 1), then the one-hot columns
+("color=red"), categories sorted, an unseen index giving all zeros. With `missing=mean`, NaN
+becomes the training mean (numeric) or most frequent category.
+Raw values travel as float32: about 7 significant digits (shift e.g. Unix timestamps first).
+The statistics are those of these float32 values, the values the model standardises.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from lrexp.data.table_columns import column_kind, dictionary_indices
+from lrexp.data.table_file import TableColumns
+from lrexp.errors import LrexpError
+
+
+class TablePreprocessing(nn.Module):
+    """Raw table features (float32: the numeric columns, then each categorical column's index)
+    → the model's features (the numeric columns standardised, then the one-hot columns).
+
+    Torch-only, so it exports to ONNX: imputation (missing=mean) is a `where` on NaN, scaling a
+    broadcast, one-hot an equality of each categorical column's index with 0..k-1.
+    """
+
+    def __init__(
+        self,
+        n_numeric: int,
+        mean: Tensor,
+        scale: Tensor,
+        onehot_source: Tensor,
+        onehot_code: Tensor,
+        fill: Tensor | None,
+    ) -> None:
+        super().__init__()
+        self.n_numeric = n_numeric
+        self.register_buffer("mean", mean)
+        self.register_buffer("scale", scale)
+        self.register_buffer("onehot_source", onehot_source)
+        self.register_buffer("onehot_code", onehot_code)
+        self.impute = fill is not None
+        self.register_buffer("fill", fill if fill is not None else torch.zeros(0))
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], impute: bool) -> TablePreprocessing:
+        """The module for a learned state (`learn_state`); `impute`: data.missing=mean."""
+        columns, categories = state["columns"], state["categories"]
+        source = [j for j, c in enumerate(columns) if c in categories for _ in categories[c]]
+        code = [float(k) for c in columns if c in categories for k in range(len(categories[c]))]
+        return cls(
+            len(state["numeric"]),
+            state["mean"].float(),
+            state["scale"].float(),
+            torch.tensor(source, dtype=torch.int64),
+            torch.tensor(code, dtype=torch.float32),
+            state["fill"].float() if impute else None,
+        )
+
+    def forward(self, raw: Tensor) -> Tensor:
+        if self.impute:
+            raw = torch.where(torch.isnan(raw), self.fill, raw)
+        numeric = (raw[:, : self.n_numeric] - self.mean) / self.scale
+        onehot = (raw.index_select(1, self.onehot_source) == self.onehot_code).to(raw.dtype)
+        return torch.cat([numeric, onehot], 1)
+
+
+def learn_state(
+    table: TableColumns, columns: list[str], train: np.ndarray, path: str, normalize: bool
+) -> dict[str, Any]:
+    """Columns, kinds, categories, statistics and imputation values from training rows.
+
+    Numeric columns come first in the raw features (and so in the model's), then the
+    categorical ones, each group in the table's order.
+    """
+    kinds = {c: column_kind(table.types[c], c, path) for c in columns}
+    numeric = [c for c in columns if kinds[c] == "numeric"]
+    ordered = numeric + [c for c in columns if kinds[c] == "categorical"]
+    categories, mean, scale, fill = {}, [], [], []
+    for name in ordered:
+        if kinds[name] == "categorical":
+            indices, dictionary = dictionary_indices(table.arrow[name])
+            present = indices[train]
+            present = present[present >= 0]
+            if not len(present):
+                raise LrexpError(
+                    f"data.path={path}: column {name!r} has no value in the "
+                    "training split; leave it out with data.features"
+                )
+            seen = np.unique(present)
+            order = np.argsort(np.array([dictionary[i] for i in seen]))
+            categories[name] = [dictionary[i] for i in seen[order]]
+            # The most frequent category; ties go to the first in sorted order, as in
+            # scikit-learn's SimpleImputer(strategy="most_frequent").
+            counts = np.bincount(present, minlength=len(dictionary))[seen[order]]
+            fill.append(float(counts.argmax()))
+            continue
+        values = table.floats[name][train].astype(np.float64)
+        present = values[~np.isnan(values)]
+        if len(present) == 0:
+            raise LrexpError(
+                f"data.path={path}: column {name!r} has no value in the "
+                "training split; leave it out with data.features"
+            )
+        m = float(present.mean())
+        # Population std over the imputed column (imputed values add 0), as a pipeline of
+        # SimpleImputer(mean) and StandardScaler computes it; a constant column keeps scale 1.
+        s = float(np.sqrt(((present - m) ** 2).sum() / len(values)))
+        fill.append(m)
+        if not normalize:
+            m, s = 0.0, 1.0
+        mean.append(m)
+        scale.append(s if s > 1e-12 * max(1.0, abs(m)) else 1.0)
+    return {
+        "columns": ordered,
+        "kinds": [kinds[c] for c in ordered],
+        "numeric": numeric,
+        "categories": categories,
+        "mean": torch.tensor(mean, dtype=torch.float64),
+        "scale": torch.tensor(scale, dtype=torch.float64),
+        "fill": torch.tensor(fill, dtype=torch.float64),
+    }
