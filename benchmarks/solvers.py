@@ -80,7 +80,7 @@ def predictions(model, x: np.ndarray) -> np.ndarray:
 
 
 def exact_optimum(data_dir: str, work: Path) -> dict:
-    common = ["model.optimizer=lbfgs", "model.C=1", "data.val_fraction=0"]
+    common = ["model.optimizer=lbfgs", "model.C=1", "model.tol=1e-7", "data.val_fraction=0"]
     rows = {}
     for precision in ("32-true", "64-true"):
         datamodule, model, fit_s = fit_lrexp(

@@ -171,7 +171,12 @@ def test_a_diverging_run_names_the_epoch_and_keeps_a_finite_checkpoint(
     # The loss is computed from logits, so model.lr=1e30 stays finite; 1e38 overflows float32.
     run = tmp_path / "run"
     overrides = ("data=mnist", f"paths.data_dir={site / 'good'}", f"hydra.run.dir={run}")
-    diverging = ("trainer.max_epochs=5", "trainer.check_val_every_n_epoch=1", "model.lr=1e38")
+    diverging = (
+        "model.optimizer=sgd",
+        "trainer.max_epochs=5",
+        "trainer.check_val_every_n_epoch=1",
+        "model.lr=1e38",
+    )
     code = run_entry(train.main, *overrides, *diverging, "logger=none")
     err = capsys.readouterr().err
     assert code == 2

@@ -220,7 +220,8 @@ def test_the_fast_path_runs_only_inside_the_tested_window(
         assert f"lightning {version} is outside" in said[0] and "stock" in said[0]
 
 
-def test_fast_and_stock_paths_give_the_same_run(tmp_path, run_main) -> None:
+@pytest.mark.parametrize("optimizer", ["sgd", "lbfgs"])
+def test_fast_and_stock_paths_give_the_same_run(tmp_path, run_main, optimizer: str) -> None:
     """trainer.fast=false builds Lightning's own parts throughout (two ModelCheckpoints,
     RichProgressBar, LightningOptimizer.step, log_dict): same weights, same metrics, same best
     checkpoint; only last.ckpt is no hard link."""
@@ -245,6 +246,7 @@ def test_fast_and_stock_paths_give_the_same_run(tmp_path, run_main) -> None:
         overrides = [
             "data=mnist",
             f"paths.data_dir={tmp_path / 'data'}",
+            f"model.optimizer={optimizer}",
             "trainer.max_epochs=4",
             "trainer.check_val_every_n_epoch=2",
             f"trainer.fast={fast}",

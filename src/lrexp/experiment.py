@@ -67,19 +67,22 @@ def build_model(
     on the training split at the step's effective minibatch: DDP averages the gradients of
     `world_size` minibatches, so N ranks at batch B step like one process at N·B."""
     check_class_weight(cfg.model.get("class_weight"), datamodule.num_classes)
+    rows = len(datamodule.splits["train"][1])
+    optimizer, why = solvers.choose_optimizer(cfg.model, rows, datamodule.in_features, world_size)
+    if why:
+        log.info(f"model.optimizer=auto: {optimizer} ({why})")
     lr = cfg.model.lr
     if lr == "auto":
-        rows = len(datamodule.splits["train"][1])
         batch_size = (datamodule.hparams.get("batch_size") or rows) * world_size
         lr = solvers.resolve_lr(
             lr,
-            cfg.model.optimizer,
+            optimizer,
             _training_features(datamodule),
             batch_size,
             datamodule.num_classes,
             cfg.model.get("momentum", 0.0),
         )
-        log.info(f"model.lr=auto: {lr:.4g} for {cfg.model.optimizer}")
+        log.info(f"model.lr=auto: {lr:.4g} for {optimizer}")
     return build(
         cfg.model,
         "model",
@@ -88,6 +91,7 @@ def build_model(
         class_counts=list(datamodule.class_counts),
         class_names=list(datamodule.label_names),
         lr=lr,
+        optimizer=optimizer,
     )
 
 

@@ -81,9 +81,9 @@ def step_hooks_idle(trainer: L.Trainer) -> bool:
     )
 
 
-def count_step(optimizer: LightningOptimizer, update: Callable[[], None]) -> None:
-    """Run `update` (the torch optimizer's update from the gradients already in .grad) as a
-    step of `optimizer`, where step_hooks_idle holds.
+def count_step(optimizer: LightningOptimizer, update: Callable[..., None], *args: Any) -> None:
+    """Run `update(*args)` (the torch optimizer's update from the gradients already in .grad)
+    as a step of `optimizer`, where step_hooks_idle holds.
 
     Replaces: LightningOptimizer.step (~300 Python calls through the strategy and precision
     plugin, which would only call the update and empty hooks).
@@ -93,7 +93,7 @@ def count_step(optimizer: LightningOptimizer, update: Callable[[], None]) -> Non
     Test: tests/test_lightning_fast.py::test_plain_steps_update_exactly_like_lightnings_wrappers.
     """
     optimizer._on_before_step()
-    update()
+    update(*args)
     optimizer._on_after_step()
 
 
@@ -198,6 +198,26 @@ def _link_over(source: Path, path: Path) -> bool:
         return False
     os.replace(staged, path)
     return True
+
+
+def checkpoint_this_epoch(trainer: L.Trainer) -> None:
+    """Make this epoch, which the solver found converged and ends the run, a checkpointing one
+    for every ModelCheckpoint, whatever its `every_n_epochs`.
+
+    Replaces: nothing stock can do it: a run that stops between two due epochs leaves its
+    final (here: optimal) weights in no best checkpoint. Keeps: the callbacks' other settings;
+    the epoch is also made a validating one (check_val_every_n_epoch, public), so the best
+    checkpoint is chosen on a fresh val/loss. Uses ModelCheckpoint's private `_every_n_epochs`
+    (Lightning releases in TESTED_LIGHTNING only; elsewhere the best checkpoint may be an
+    earlier epoch's).
+    Test: tests/test_lightning_fast.py::test_fast_and_stock_paths_give_the_same_run[lbfgs].
+    """
+    trainer.check_val_every_n_epoch = 1
+    if not lightning_in_tested_window():
+        return
+    for callback in trainer.checkpoint_callbacks:
+        if callback._every_n_epochs >= 1:
+            callback._every_n_epochs = 1
 
 
 # --- the launcher ---------------------------------------------------------------------------

@@ -48,7 +48,7 @@ class LogisticRegression(L.LightningModule):
         l1_ratio: float = 0.0,
         class_weight: str | Sequence[float] | None = None,
         max_iter: int = 100,
-        tol: float = 1e-7,
+        tol: float = 1e-4,
         seed: int | None = None,
     ) -> None:
         super().__init__()
@@ -113,6 +113,7 @@ class LogisticRegression(L.LightningModule):
         self.solver.on_train_start(self)
 
     def on_train_end(self) -> None:
+        solvers.warn_unconverged(self)
         self.solver.on_train_end(self)
 
     def on_train_batch_start(self, batch: object, batch_idx: int) -> int | None:

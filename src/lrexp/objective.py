@@ -116,14 +116,31 @@ class Objective(nn.Module):
             value = value + self.l1 * weight.double().abs().sum()
         return self.share(rows) * value
 
-    def residual_(self, logits: Tensor, y: Tensor) -> Tensor:
-        """∂J/∂z: c_y (p - onehot(y)) / D, in the logits' buffer for two labels (the logits are
-        lost), in a new one for K."""
+    def loss_and_probs_(self, logits: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """The loss (0-d) and the probabilities from one pass over the logits; for two labels
+        the probabilities take the logits' buffer."""
+        row_weights = None if self.class_weights is None else self.class_weights[y]
+        if self.binary:
+            losses = F.binary_cross_entropy_with_logits(
+                logits, y.to(logits.dtype), reduction="none"
+            )
+            probs = logits.sigmoid_()
+        else:
+            log_probs = logits.log_softmax(-1)
+            losses = -log_probs.gather(1, y.unsqueeze(1)).squeeze(1)
+            probs = log_probs.exp_()
+        if row_weights is not None:
+            losses = losses * row_weights.to(losses.dtype)
+        loss = losses.sum() if self.reduction == "sum" else losses.mean()
+        return loss, probs
+
+    def residual_(self, probs: Tensor, y: Tensor) -> Tensor:
+        """∂J/∂z = c_y (p - onehot(y)) / D, in place of the probabilities."""
         rows = len(y)
         if self.binary:
-            r = logits.sigmoid_().sub_(y.to(logits.dtype))
+            r = probs.sub_(y.to(probs.dtype))
         else:
-            r = logits.softmax(-1)
+            r = probs
             r[torch.arange(rows, device=r.device), y] -= 1.0
         scale = 1.0 / rows if self.reduction == "mean" else 1.0
         if self.class_weights is not None:
@@ -144,27 +161,35 @@ class Objective(nn.Module):
         """A minibatch's loss (0-d) and, `with_probs`, the model's probabilities of its rows;
         ∇J written into grad_weight and grad_bias."""
         logits = self.logits(x, weight, bias)
-        loss = self.loss(logits, y)
-        probs = self.probs(logits) if with_probs else None
-        r = self.residual_(logits, y)
+        loss, probs = self.loss_and_probs_(logits, y)
+        kept = probs.clone() if with_probs else None
+        r = self.residual_(probs, y)
         residual = r.unsqueeze(0) if self.binary else r.t()
         torch.mm(residual, x, out=grad_weight)
         if self.l2:
             grad_weight.add_(weight, alpha=self.share(len(y)) * self.l2)
         torch.sum(residual, dim=1, out=grad_bias)
-        return loss, probs
+        return loss, kept
 
     def value_and_gradient(
         self, x: Tensor, y: Tensor, weight: Tensor, bias: Tensor
     ) -> tuple[Tensor, Tensor, Tensor]:
-        """J's smooth part (no L1 term) on all of (x, y), summed in float64, and its gradient
-        (weight, bias) in x's dtype: what full-batch L-BFGS evaluates, and the convergence
-        report."""
-        logits = self.logits(x, weight, bias)
-        value = self.loss(logits.double(), y) + self.penalty(weight, len(y), l1=False)
-        r = self.residual_(logits, y)
+        """J's smooth part (no L1 term) on all of (x, y) and its gradient (weight, bias): what
+        full-batch L-BFGS evaluates, and the convergence report. The two matrix products run
+        in x's dtype, everything else in the parameters' (float32 products, float64 sums, where
+        x is float32 and the parameters float64); the value is summed in float64."""
+        products = x.dtype
+        logits = (
+            torch.addmm(bias, x, weight.to(products).t())
+            if products == weight.dtype
+            else (torch.mm(x, weight.to(products).t()).to(weight.dtype).add_(bias))
+        )
+        logits = logits.squeeze(-1) if self.binary else logits
+        loss, probs = self.loss_and_probs_(logits, y)
+        value = loss.double() + self.penalty(weight, len(y), l1=False)
+        r = self.residual_(probs, y)
         residual = r.unsqueeze(0) if self.binary else r.t()
-        grad_weight = residual @ x
+        grad_weight = (residual.to(products) @ x).to(weight.dtype)
         if self.l2:
             grad_weight.add_(weight, alpha=self.share(len(y)) * self.l2)
         return value, grad_weight, residual.sum(1)

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from lrexp.errors import LrexpError
-from lrexp.lightning_fast import count_step, step_hooks_idle
+from lrexp.lightning_fast import checkpoint_this_epoch, count_step, step_hooks_idle
 
 if TYPE_CHECKING:
     from lightning.pytorch.core.optimizer import LightningOptimizer
@@ -81,6 +81,7 @@ class Solver(nn.Module):
         super().__init__()
         self.hp = hparams
         self.report: dict[str, float] = {}
+        self.last_grad_norm: float | None = None  # where the solver measured it at the end
 
     @classmethod
     def auto_lr(cls, x: Tensor, batch_size: int, num_classes: int, momentum: float) -> float:
@@ -117,6 +118,7 @@ class MinibatchSolver(Solver):
     def __init__(self, hparams: Any, weight: Tensor) -> None:
         super().__init__(hparams)
         self.total_steps = 1  # the run's SGD steps, for the decaying schedules
+        self.world_size = 1
         self.plain_steps = False  # torch's own update calls allowed (lightning_fast)
         self.grads: Tensor | None = None
         if hparams.C is not None and hparams.l1_ratio:  # the cumulative penalty of l1_prox
@@ -143,6 +145,7 @@ class MinibatchSolver(Solver):
     def on_train_start(self, model: LogisticRegression) -> None:
         trainer = model.trainer
         self.plain_steps = model.fast and step_hooks_idle(trainer)
+        self.world_size = trainer.world_size
         loader = trainer.train_dataloader
         per_epoch = getattr(getattr(loader, "sampler", None), "minibatches_per_epoch", None)
         if trainer.max_steps > 0:
@@ -183,31 +186,21 @@ class MinibatchSolver(Solver):
         optimizer = model.optimizers()
         torch_optimizer = optimizer.optimizer
         (param_group,) = torch_optimizer.param_groups
-        weight, bias = model.linear.weight, model.linear.bias
         self.attach_grads(model)
         scheduled = self.hp.scheduler in DECAYS
-        distributed = model.trainer.world_size > 1
         scores = train_scores_due(model)
         step = model.trainer.global_step  # SGD steps so far in the run
         probs, targets, losses = [], [], []
         for x, y in group.sharing_one_buffer():  # x: valid until the next minibatch is drawn
             if scheduled:
                 param_group["lr"] = self.scheduled_lr(step)
-
-            def gradient(x: Tensor = x, y: Tensor = y) -> tuple[Tensor, Tensor | None]:
-                loss, p = model.objective.gradient_(
-                    x.to(weight.dtype), y, weight, bias, weight.grad, bias.grad, scores
-                )
-                if distributed:  # what DDP's backward hooks would do: average over the ranks
-                    torch.distributed.all_reduce(self.grads)
-                    self.grads.div_(model.trainer.world_size)
-                return loss, p
-
             if self.plain_steps:
-                loss, p = gradient()
-                count_step(optimizer, lambda: self.update(torch_optimizer))
+                loss, p = self.gradient(model, x, y, scores)
+                count_step(optimizer, self.update, torch_optimizer)
             else:
-                loss, p = stock_step(optimizer, gradient, model)
+                loss, p = stock_step(
+                    optimizer, lambda x=x, y=y: self.gradient(model, x, y, scores), model
+                )
             self.l1_prox(model, torch_optimizer, len(y))
             step += 1
             losses.append(loss)
@@ -224,6 +217,20 @@ class MinibatchSolver(Solver):
             model.metrics.update("train", torch.cat(probs), torch.cat(targets), losses, sizes)
         else:
             model.metrics.update_loss("train", losses, sizes)
+
+    def gradient(
+        self, model: LogisticRegression, x: Tensor, y: Tensor, with_probs: bool
+    ) -> tuple[Tensor, Tensor | None]:
+        """The minibatch's loss (and probabilities), its gradient in the parameters' .grad;
+        averaged over the ranks under DDP, as DDP's backward hooks would."""
+        weight, bias = model.linear.weight, model.linear.bias
+        loss, probs = model.objective.gradient_(
+            x.to(weight.dtype), y, weight, bias, weight.grad, bias.grad, with_probs
+        )
+        if self.world_size > 1:
+            torch.distributed.all_reduce(self.grads)
+            self.grads.div_(self.world_size)
+        return loss, probs
 
     def update(self, optimizer: torch.optim.Optimizer) -> None:
         """The optimizer's own update from the gradients in .grad: for SGD the arithmetic of
@@ -325,23 +332,32 @@ def stock_step(
     return out[-1]
 
 
+# Below this model.tol, L-BFGS' matrix products run in float64: float32 products stall near a
+# largest gradient entry of 1e-6 (Fashion-MNIST 5 vs 7: 7e-7), so tolerances from 1e-5 up,
+# scikit-learn's default 1e-4 among them, can use them (benchmarks/README.md).
+FLOAT32_PRODUCTS_MIN_TOL = 1e-5
+
+
 class CentredFloat64:
     """The whole training split as L-BFGS minimises the objective on it:
 
-    - in float64, whatever the parameters' dtype: near the optimum the objective changes by
-      less than float32's rounding of x·w, so float32 L-BFGS stalls short of the optimum;
+    - the objective in float64, whatever the parameters' dtype: near the optimum it changes by
+      less than float32's rounding, so float32 L-BFGS stalls short of the optimum. The two
+      matrix products per evaluation run in `products` (float32 for the looser tolerances:
+      FLOAT32_PRODUCTS_MIN_TOL), everything else in float64;
     - with the columns centred, L-BFGS moving (w, c) with c = b + w·μ, the logit of the mean
       row. The intercept is not penalised, so this change of variables keeps the optimum; it
       decouples the intercept from the weights, which on features that are all >= 0 (pixels)
       are otherwise one ill-conditioned direction.
 
-    Memory: a float64 copy of the training split, kept from the fit's start to its end.
+    Memory: a centred copy of the training split in `products`, kept from the fit's start to
+    its end.
     """
 
-    def __init__(self, x: Tensor, y: Tensor) -> None:
-        x = x.double()
-        self.mean = x.mean(0)
-        self.x, self.y = x.sub_(self.mean), y
+    def __init__(self, x: Tensor, y: Tensor, products: torch.dtype = torch.float64) -> None:
+        self.mean = x.double().mean(0)
+        self.x = (x.double() - self.mean).to(products)
+        self.y = y
 
     @staticmethod
     def parameters(model: LogisticRegression) -> list[Tensor]:
@@ -373,6 +389,7 @@ class LBFGS(Solver):
     def __init__(self, hparams: Any) -> None:
         super().__init__(hparams)
         self.problem: CentredFloat64 | None = None  # during a fit
+        self.products = torch.float32 if hparams.tol >= FLOAT32_PRODUCTS_MIN_TOL else torch.float64
 
     @classmethod
     def auto_lr(cls, x: Tensor, batch_size: int, num_classes: int, momentum: float) -> float:
@@ -407,7 +424,7 @@ class LBFGS(Solver):
         loader holds), once per epoch: the epoch's other groups are skipped."""
         x, y = group.source.x, group.source.y
         if self.problem is None:  # the fit's first step
-            self.problem = CentredFloat64(x, y)
+            self.problem = CentredFloat64(x, y, self.products)
         problem, objective = self.problem, model.objective
         optimizer = model.optimizers()
         weight, centred_bias = optimizer.optimizer.param_groups[0]["params"]
@@ -418,16 +435,16 @@ class LBFGS(Solver):
         loss = objective.loss(logits, y).reshape(1)
         check_finite(model, loss)
         self.report = objective_report(model, x, y)
-        grad_norm = self.report["train/grad_norm"]
+        grad_norm = self.last_grad_norm = self.report["train/grad_norm"]
         if grad_norm <= self.hp.tol:  # as scikit-learn stops: later epochs would not move
             log.info(
                 f"L-BFGS converged in epoch {model.current_epoch}: the largest gradient entry "
                 f"{grad_norm:.2g} <= model.tol={self.hp.tol:g}; the run stops"
             )
             model.trainer.should_stop = True
-            # This last epoch validates (and so checkpoints) whatever check_val_every_n_epoch
-            # says: the run's checkpoints and scores then include the optimum.
-            model.trainer.check_val_every_n_epoch = 1
+            # This last epoch validates and checkpoints, whatever check_val_every_n_epoch says:
+            # the run's checkpoints and scores then include the optimum.
+            checkpoint_this_epoch(model.trainer)
         sizes = torch.full_like(loss, len(y))
         if train_scores_due(model):
             model.metrics.update("train", objective.probs(logits), y, loss, sizes)
@@ -436,10 +453,57 @@ class LBFGS(Solver):
 
 
 SOLVERS: dict[str, type[Solver]] = {s.name: s for s in (SGD, Adam, LBFGS)}
-OPTIMIZERS = tuple(SOLVERS)
+OPTIMIZERS = ("auto", *SOLVERS)
+# model.optimizer=auto takes minibatches instead of L-BFGS once L-BFGS' copy of the training
+# split (CentredFloat64) would exceed this: a fixed budget, so that the choice depends on the
+# data alone, and a resumed run makes the one its checkpoint was made with.
+FULL_BATCH_MAX_BYTES = 2 * 2**30
+
+
+def choose_optimizer(
+    hparams: Any, rows: int, features: int, world_size: int
+) -> tuple[str, str | None]:
+    """model.optimizer with `auto` replaced, and why: lbfgs (full batch, stops on the gradient:
+    the optimum whatever the number of classes and features) where one process fits the
+    training split and the objective is smooth; sgd (minibatches) otherwise."""
+    if hparams.optimizer != "auto":
+        return hparams.optimizer, None
+    width = 4 if hparams.get("tol", 1e-4) >= FLOAT32_PRODUCTS_MIN_TOL else 8
+    size = rows * features * width
+    shown = f"{rows} x {features} training split, {size / 2**20:.0f} MiB as L-BFGS holds it"
+    if hparams.get("l1_ratio") or hparams.get("weight_decay"):
+        return "sgd", "model.l1_ratio / model.weight_decay need minibatch steps"
+    if world_size > 1:
+        return "sgd", f"{world_size} processes: L-BFGS runs in one"
+    if size > FULL_BATCH_MAX_BYTES:
+        limit = FULL_BATCH_MAX_BYTES / 2**30
+        return "sgd", f"the {shown} exceeds the full-batch budget of {limit:g} GiB"
+    return "lbfgs", f"the {shown} fits the full-batch budget"
+
+
+def warn_unconverged(model: LogisticRegression) -> None:
+    """One warning with the fix when the fit ends with the objective's largest gradient entry
+    above model.tol: the weights are not the optimum the run states."""
+    rows = training_rows(model)
+    if rows is None:
+        return
+    grad_norm = model.solver.last_grad_norm or objective_report(model, *rows)["train/grad_norm"]
+    tol = model.hparams.tol
+    if grad_norm <= tol:
+        return
+    more = (
+        f"each epoch is model.max_iter={model.hparams.max_iter} iterations"
+        if isinstance(model.solver, LBFGS)
+        else "or model.optimizer=lbfgs for the exact optimum of data that fits in memory"
+    )
+    log.warning(
+        f"not converged: the fit ended with the objective's largest gradient entry "
+        f"{grad_norm:.2g} > model.tol={tol:g}; raise trainer.max_epochs ({more})"
+    )
 
 
 def make_solver(hparams: Any, weight: Tensor) -> Solver:
+    """The solver of model.optimizer (resolved: not auto)."""
     cls = SOLVERS[hparams.optimizer]
     return cls(hparams, weight) if issubclass(cls, MinibatchSolver) else cls(hparams)
 
@@ -466,7 +530,7 @@ def objective_report(model: LogisticRegression, x: Tensor, y: Tensor) -> dict[st
     objective = model.objective
     weight = model.linear.weight
     if isinstance(model.solver, LBFGS):
-        problem = model.solver.problem or CentredFloat64(x, y)
+        problem = model.solver.problem or CentredFloat64(x, y, model.solver.products)
         params = CentredFloat64.parameters(model)
         problem.load(model, *params)
         value, grad_w, grad_b = objective.value_and_gradient(problem.x, problem.y, *params)

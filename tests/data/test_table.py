@@ -492,7 +492,8 @@ def test_a_table_run_agrees_with_scikit_learns_pipeline_end_to_end(
     path = write(frame, tmp_path / "cancer.csv")
     run = tmp_path / "run"
     common = ["data=table", f"data.path={path}", "data.target=target"]
-    overrides = [*common, "model.optimizer=lbfgs", "model.C=1", "trainer.max_epochs=3"]
+    exact = ["model.optimizer=lbfgs", "model.C=1", "model.tol=1e-7"]
+    overrides = [*common, *exact, "trainer.max_epochs=3"]
     assert run_main(train.main, *overrides, "logger=none", f"hydra.run.dir={run}") == 0
 
     datamodule = fitted(path)
