@@ -82,8 +82,13 @@ def _check_solver(model: DictConfig) -> None:
     if scheduler is not None and scheduler not in SCHEDULERS:
         raise _fail("model.scheduler", scheduler, f"null (constant) or {', '.join(SCHEDULERS)}")
     C = model.get("C")
-    if C is not None and (not _is_number(C) or not C > 0):
-        raise _fail("model.C", C, "a number > 0 (scikit-learn's C; smaller = stronger), or null")
+    if C is not None and C != "path" and (not _is_number(C) or not C > 0):
+        raise _fail(
+            "model.C", C, "a number > 0 (scikit-learn's C; smaller = stronger), null or path"
+        )
+    length = model.get("path_length", 20)
+    if not _is_int(length) or length < 2:
+        raise _fail("model.path_length", length, "an integer >= 2 (values of C on the path)")
     l1_ratio = model.get("l1_ratio", 0.0)
     if not _is_number(l1_ratio) or not 0 <= l1_ratio <= 1:
         raise _fail("model.l1_ratio", l1_ratio, "a number in [0, 1] (0: L2, 1: L1)")

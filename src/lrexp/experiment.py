@@ -18,6 +18,7 @@ from lrexp.data.toy import is_toy
 from lrexp.errors import LrexpError, RunInterrupted
 from lrexp.lightning_fast import fast_path, relaunches_command_line
 from lrexp.model import LogisticRegression
+from lrexp.path import path_values
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,14 @@ def build_model(
     optimizer, why = solvers.choose_optimizer(cfg.model, rows, datamodule.in_features, world_size)
     if why:
         log.info(f"model.optimizer=auto: {optimizer} ({why})")
+    C = cfg.model.get("C")
+    if C == "path":  # the path's first value; lrexp.path fits the others
+        if world_size > 1:
+            raise LrexpError("model.C=path runs in one process: use trainer=cpu or trainer=gpu")
+        labels = datamodule.splits["train"][1]
+        length = cfg.model.get("path_length", 20)
+        features = _training_features(datamodule)
+        C = path_values(features, labels, datamodule.num_classes, length)[0]
     lr = cfg.model.lr
     if lr == "auto":
         batch_size = (datamodule.hparams.get("batch_size") or rows) * world_size
@@ -92,6 +101,7 @@ def build_model(
         class_names=list(datamodule.label_names),
         lr=lr,
         optimizer=optimizer,
+        C=C,
     )
 
 

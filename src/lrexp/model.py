@@ -49,6 +49,7 @@ class LogisticRegression(L.LightningModule):
         class_weight: str | Sequence[float] | None = None,
         max_iter: int = 100,
         tol: float = 1e-4,
+        path_length: int = 20,  # model.C=path: how many values (lrexp.path)
         seed: int | None = None,
     ) -> None:
         super().__init__()
@@ -65,11 +66,22 @@ class LogisticRegression(L.LightningModule):
                 f"model.class_weight=balanced needs rows of every label in the training split "
                 f"({err})"
             ) from None
-        train_rows = sum(class_counts) if class_counts else None
-        self.objective = Objective.of(num_classes, train_rows, C, l1_ratio, reduction, weights)
+        self.train_rows = sum(class_counts) if class_counts else None
+        self.objective = Objective.of(num_classes, self.train_rows, C, l1_ratio, reduction, weights)
         self.solver = solvers.make_solver(self.hparams, self.linear.weight)
         self.metrics = EpochMetrics(num_classes, class_names)
         self.fast = True  # lrexp.lightning_fast's pieces; the experiment builder sets it per run
+
+    def set_C(self, C: float) -> None:
+        """Another penalty strength (the regularisation path): the objective anew, the solver's
+        running state reset; the weights stay, as the next fit's start."""
+        hp = self.hparams
+        hp.C = C
+        weights = self.objective.class_weights
+        self.objective = Objective.of(
+            hp.num_classes, self.train_rows, C, hp.l1_ratio, hp.reduction, weights
+        )
+        self.solver.reset()
 
     def logits(self, x: Tensor) -> Tensor:
         return self.objective.logits(x.to(self.linear.weight.dtype), *self.linear.parameters())

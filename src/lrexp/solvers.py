@@ -103,6 +103,12 @@ class Solver(nn.Module):
     def on_train_end(self, model: LogisticRegression) -> None:
         """Per fit: nothing by default."""
 
+    def reset(self) -> None:
+        """Forget the running state of earlier fits (a new penalty: lrexp.path)."""
+        for buffer in self.buffers():
+            buffer.zero_()
+        self.last_grad_norm = None
+
     def epoch_report(self) -> dict[str, float]:
         """What the epoch's training values add (L-BFGS: its objective and gradient norm)."""
         report, self.report = self.report, {}

@@ -16,6 +16,7 @@ from lrexp.cli import entry_point, run_as_command
 from lrexp.config import check_config
 from lrexp.errors import LrexpError
 from lrexp.experiment import build_experiment, check_launcher, fit, score_best
+from lrexp.path import fit_path, write_path
 from lrexp.rundir import finish, save_run_config, start_run
 from lrexp.tracking import check_tracking
 
@@ -25,6 +26,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     check_config(cfg)
     run_dir = Path(cfg.paths.output_dir)
     ckpt_path = resolve_ckpt_path(cfg.ckpt_path, run_dir)
+    if cfg.model.get("C") == "path" and ckpt_path is not None:
+        raise LrexpError(
+            "model.C=path fits its values from scratch: leave ckpt_path out, or continue the "
+            "path's best model with model.C=<its path/best_C> ckpt_path=..."
+        )
     datamodule, model, trainer = build_experiment(cfg)
     check_launcher(trainer)
     check_tracking(trainer.loggers)  # a tracking server that is down stops the run here
@@ -35,8 +41,16 @@ def train(cfg: DictConfig) -> dict[str, float]:
             check_checkpoint_fits(load_checkpoint(ckpt_path), model, ckpt_path)
         start_run(run_dir, cfg, continuing)
 
+    path = None
+    if cfg.model.get("C") == "path":
+        path = fit_path(model, datamodule, trainer, cfg.get("optimized_metric") or "val/loss")
     fit(trainer, model, datamodule, ckpt_path, run_dir)
     metrics, best = score_best(trainer, model, datamodule)
+    if path is not None and trainer.is_global_zero:
+        rows, weights, best_C = path
+        metrics["path/best_C"] = best_C
+        names = getattr(datamodule, "feature_names", None)
+        write_path(run_dir, rows, weights, names, best_C, trainer.loggers)
     if continuing and trainer.is_global_zero:
         save_run_config(run_dir, cfg)  # the resumed run's config replaces the earlier one now
     lines = {"best checkpoint:": best or "-"}
