@@ -100,6 +100,7 @@ def lrexp_epoch(work: Path, data_dir: str, split: dict, batch: int, fast: bool, 
     """The mean epoch (wall, CPU) of lrexp's last `repeats` validation periods."""
     overrides = [
         *split["overrides"],
+        "model.optimizer=sgd",  # the minibatch epoch (auto takes L-BFGS on data this size)
         f"data.batch_size={batch}",
         f"trainer.fast={str(fast).lower()}",
         f"trainer.max_epochs={5 * (repeats + 1)}",

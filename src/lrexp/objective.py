@@ -120,6 +120,11 @@ class Objective(nn.Module):
         """The loss (0-d) and the probabilities from one pass over the logits; for two labels
         the probabilities take the logits' buffer."""
         row_weights = None if self.class_weights is None else self.class_weights[y]
+        if self.binary and row_weights is None:  # the common case in one fused kernel
+            loss = F.binary_cross_entropy_with_logits(
+                logits, y.to(logits.dtype), reduction=self.reduction
+            )
+            return loss, logits.sigmoid_()
         if self.binary:
             losses = F.binary_cross_entropy_with_logits(
                 logits, y.to(logits.dtype), reduction="none"
@@ -134,19 +139,19 @@ class Objective(nn.Module):
         loss = losses.sum() if self.reduction == "sum" else losses.mean()
         return loss, probs
 
-    def residual_(self, probs: Tensor, y: Tensor) -> Tensor:
-        """∂J/∂z = c_y (p - onehot(y)) / D, in place of the probabilities."""
+    def residual_(self, probs: Tensor, y: Tensor) -> tuple[Tensor, float]:
+        """∂J/∂z = c_y (p - onehot(y)) / D as (c_y (p - onehot(y)), 1/D): the first in place of
+        the probabilities, the factor left for the matrix product to apply."""
         rows = len(y)
         if self.binary:
             r = probs.sub_(y.to(probs.dtype))
         else:
             r = probs
             r[torch.arange(rows, device=r.device), y] -= 1.0
-        scale = 1.0 / rows if self.reduction == "mean" else 1.0
         if self.class_weights is not None:
-            row_scale = self.class_weights.to(r.dtype)[y] * scale
-            return r.mul_(row_scale if self.binary else row_scale.unsqueeze(-1))
-        return r.mul_(scale) if scale != 1.0 else r
+            row_weights = self.class_weights.to(r.dtype)[y]
+            r.mul_(row_weights if self.binary else row_weights.unsqueeze(-1))
+        return r, 1.0 / rows if self.reduction == "mean" else 1.0
 
     def gradient_(
         self,
@@ -159,16 +164,18 @@ class Objective(nn.Module):
         with_probs: bool = False,
     ) -> tuple[Tensor, Tensor | None]:
         """A minibatch's loss (0-d) and, `with_probs`, the model's probabilities of its rows;
-        ∇J written into grad_weight and grad_bias."""
+        ∇J written into grad_weight and grad_bias: s·l2·w + rᵀX/D in one fused product."""
         logits = self.logits(x, weight, bias)
         loss, probs = self.loss_and_probs_(logits, y)
         kept = probs.clone() if with_probs else None
-        r = self.residual_(probs, y)
+        r, scale = self.residual_(probs, y)
         residual = r.unsqueeze(0) if self.binary else r.t()
-        torch.mm(residual, x, out=grad_weight)
-        if self.l2:
-            grad_weight.add_(weight, alpha=self.share(len(y)) * self.l2)
-        torch.sum(residual, dim=1, out=grad_bias)
+        decay = self.share(len(y)) * self.l2
+        torch.addmm(weight, residual, x, beta=decay, alpha=scale, out=grad_weight)
+        if scale == 1.0 / len(y):
+            torch.mean(residual, dim=1, out=grad_bias)
+        else:
+            torch.sum(residual, dim=1, out=grad_bias).mul_(scale)
         return loss, kept
 
     def value_and_gradient(
@@ -187,12 +194,12 @@ class Objective(nn.Module):
         logits = logits.squeeze(-1) if self.binary else logits
         loss, probs = self.loss_and_probs_(logits, y)
         value = loss.double() + self.penalty(weight, len(y), l1=False)
-        r = self.residual_(probs, y)
+        r, scale = self.residual_(probs, y)
         residual = r.unsqueeze(0) if self.binary else r.t()
-        grad_weight = (residual.to(products) @ x).to(weight.dtype)
+        grad_weight = (residual.to(products) @ x).to(weight.dtype).mul_(scale)
         if self.l2:
             grad_weight.add_(weight, alpha=self.share(len(y)) * self.l2)
-        return value, grad_weight, residual.sum(1)
+        return value, grad_weight, residual.sum(1).mul_(scale)
 
     def subgradient_norm(
         self, weight: Tensor, grad_weight: Tensor, grad_bias: Tensor, rows: int

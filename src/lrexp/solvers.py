@@ -126,7 +126,7 @@ class MinibatchSolver(Solver):
         self.total_steps = 1  # the run's SGD steps, for the decaying schedules
         self.world_size = 1
         self.plain_steps = False  # torch's own update calls allowed (lightning_fast)
-        self.grads: Tensor | None = None
+        self.flat: FlatParameters | None = None  # during a fit
         if hparams.C is not None and hparams.l1_ratio:  # the cumulative penalty of l1_prox
             self.register_buffer("l1_total", torch.zeros(()))
             self.register_buffer("l1_received", torch.zeros_like(weight))
@@ -163,24 +163,13 @@ class MinibatchSolver(Solver):
                 f"model.scheduler={self.hp.scheduler} decays over the run, which has no end: "
                 "set trainer.max_epochs (or trainer.max_steps), or model.scheduler=null"
             )
-        # One buffer for all gradients, so that DDP averages them in one all-reduce.
-        weight, bias = model.linear.weight, model.linear.bias
-        self.grads = torch.zeros(
-            weight.numel() + bias.numel(), dtype=weight.dtype, device=weight.device
-        )
-
-    def attach_grads(self, model: LogisticRegression) -> None:
-        """The parameters' .grad as views of `grads` (Lightning sets them to None before each
-        validation: LightningModule.on_validation_model_zero_grad)."""
-        weight, bias = model.linear.weight, model.linear.bias
-        if weight.grad is None or weight.grad.data_ptr() != self.grads.data_ptr():
-            weight.grad = self.grads[: weight.numel()].view_as(weight)
-            bias.grad = self.grads[weight.numel() :]
+        # After Lightning has restored a checkpoint and moved the model to its device.
+        self.flat = FlatParameters(list(model.linear.parameters()))
+        self.flat.adopt_momentum(model.optimizers().optimizer)
 
     def on_train_end(self, model: LogisticRegression) -> None:
-        self.grads = None
-        for p in model.linear.parameters():
-            p.grad = None
+        self.flat.release()
+        self.flat = None
 
     def scheduled_lr(self, step: int) -> float:
         """The learning rate of SGD step `step` (0-based, over the whole run): a function of the
@@ -192,7 +181,7 @@ class MinibatchSolver(Solver):
         optimizer = model.optimizers()
         torch_optimizer = optimizer.optimizer
         (param_group,) = torch_optimizer.param_groups
-        self.attach_grads(model)
+        self.flat.attach_grads()
         scheduled = self.hp.scheduler in DECAYS
         scores = train_scores_due(model)
         step = model.trainer.global_step  # SGD steps so far in the run
@@ -234,30 +223,19 @@ class MinibatchSolver(Solver):
             x.to(weight.dtype), y, weight, bias, weight.grad, bias.grad, with_probs
         )
         if self.world_size > 1:
-            torch.distributed.all_reduce(self.grads)
-            self.grads.div_(self.world_size)
+            torch.distributed.all_reduce(self.flat.grads)
+            self.flat.grads.div_(self.world_size)
         return loss, probs
 
     def update(self, optimizer: torch.optim.Optimizer) -> None:
         """The optimizer's own update from the gradients in .grad: for SGD the arithmetic of
-        torch.optim.SGD's (momentum, no dampening or Nesterov), inline, since its step() costs
-        more than a small minibatch's whole gradient; for Adam, its step()."""
+        torch.optim.SGD's (momentum, no dampening or Nesterov) over the flat parameters, since
+        its step() costs more than a small minibatch's whole gradient; for Adam, its step()."""
         if self.name != "sgd":
             optimizer.step()
             return
         (group,) = optimizer.param_groups
-        lr, momentum, decay = group["lr"], group["momentum"], group["weight_decay"]
-        for p in group["params"]:
-            grad = p.grad.add(p, alpha=decay) if decay else p.grad
-            if momentum:
-                state = optimizer.state[p]
-                buffer = state.get("momentum_buffer")
-                if buffer is None:
-                    buffer = state["momentum_buffer"] = grad.clone()
-                else:
-                    buffer.mul_(momentum).add_(grad)
-                grad = buffer
-            p.add_(grad, alpha=-lr)
+        self.flat.sgd_update(optimizer, group["lr"], group["momentum"], group["weight_decay"])
 
     def l1_prox(
         self, model: LogisticRegression, optimizer: torch.optim.Optimizer, rows: int
@@ -298,6 +276,63 @@ class MinibatchSolver(Solver):
             )
         )
         self.l1_received += weight - before
+
+
+class FlatParameters:
+    """The layer's weight and bias as views of one tensor, and so their gradients and SGD's
+    momentum buffers: an update is three in-place operations over all parameters, not three
+    per parameter, and DDP averages the gradients in one all-reduce. The optimizer keeps
+    per-parameter state (views of the flat buffers), so checkpoints are as torch.optim.SGD's."""
+
+    def __init__(self, params: list[nn.Parameter]) -> None:
+        self.params = params
+        self.values = torch.cat([p.detach().flatten() for p in params])
+        self.grads = torch.zeros_like(self.values)
+        self.momentum: Tensor | None = None
+        for p, view in zip(params, self.views(self.values), strict=True):
+            p.data = view
+        self.attach_grads()
+
+    def views(self, flat: Tensor) -> list[Tensor]:
+        sizes = [p.numel() for p in self.params]
+        return [v.view_as(p) for v, p in zip(flat.split(sizes), self.params, strict=True)]
+
+    def attach_grads(self) -> None:
+        """.grad as views of `grads` (Lightning sets them to None before each validation:
+        LightningModule.on_validation_model_zero_grad)."""
+        if self.params[0].grad is None or self.params[0].grad.data_ptr() != self.grads.data_ptr():
+            for p, view in zip(self.params, self.views(self.grads), strict=True):
+                p.grad = view
+
+    def adopt_momentum(self, optimizer: torch.optim.Optimizer) -> None:
+        """Momentum buffers restored from a checkpoint, copied into one flat buffer."""
+        buffers = [optimizer.state.get(p, {}).get("momentum_buffer") for p in self.params]
+        if all(b is not None for b in buffers):
+            self.momentum = torch.cat([b.flatten() for b in buffers])
+            self.point_state(optimizer)
+
+    def point_state(self, optimizer: torch.optim.Optimizer) -> None:
+        for p, view in zip(self.params, self.views(self.momentum), strict=True):
+            optimizer.state[p]["momentum_buffer"] = view
+
+    def sgd_update(
+        self, optimizer: torch.optim.Optimizer, lr: float, momentum: float, decay: float
+    ) -> None:
+        grad = self.grads.add(self.values, alpha=decay) if decay else self.grads
+        if momentum:
+            if self.momentum is None:  # torch.optim.SGD's first step: the buffer is the grad
+                self.momentum = grad.clone()
+                self.point_state(optimizer)
+            else:
+                self.momentum.mul_(momentum).add_(grad)
+            grad = self.momentum
+        self.values.add_(grad, alpha=-lr)
+
+    def release(self) -> None:
+        """The parameters their own storage again, without gradients."""
+        for p in self.params:
+            p.data = p.data.clone()
+            p.grad = None
 
 
 class SGD(MinibatchSolver):
