@@ -15,9 +15,8 @@ from lrexp.checkpoints import (
 from lrexp.cli import entry_point, run_as_command
 from lrexp.config import check_config
 from lrexp.errors import LrexpError
-from lrexp.experiment import build_experiment, check_launcher, fit, score_best
-from lrexp.rundir import finish, save_run_config, start_run
-from lrexp.tracking import check_tracking
+from lrexp.experiment import build_experiment, check_trainer, finish, fit, score_best
+from lrexp.rundir import save_run_config, start_run
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -26,8 +25,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     run_dir = Path(cfg.paths.output_dir)
     ckpt_path = resolve_ckpt_path(cfg.ckpt_path, run_dir)
     datamodule, model, trainer = build_experiment(cfg)
-    check_launcher(trainer)
-    check_tracking(trainer.loggers)  # a tracking server that is down stops the run here
+    check_trainer(trainer)  # a tracking server that is down stops the run here
     continuing = continues_run(ckpt_path, run_dir)
     if trainer.is_global_zero:
         # The checkpoint is read before the run dir is touched: a bad file stops here.
