@@ -4,7 +4,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: train test lint format bench clean
+# Real Fashion-MNIST for the short end-to-end run on real data (tests/test_real_data.py):
+# Debian's dataset-fashion-mnist.
+FASHION_MNIST := /usr/share/datasets/fashion-mnist
+
+.PHONY: train test datasets lint format bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +23,16 @@ $(STAMP): pyproject.toml | $(BIN)/python
 train: $(STAMP)
 	$(BIN)/python -m lrexp.train data=toy
 
-test: $(STAMP)
+test: $(STAMP) datasets
 	$(BIN)/python -m pytest
+
+# Installed with apt-get when missing and run as root; otherwise the test that needs it says
+# which package to install.
+datasets:
+	@if [ ! -d $(FASHION_MNIST) ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist; \
+	fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -410,7 +410,7 @@ def _not_mlflow(uri: str) -> str | None:
     except ValueError:
         answer = None
     if not isinstance(answer, dict) or not answer.keys() <= SEARCH_EXPERIMENTS_KEYS:
-        return f"the server there is not an MLflow tracking server ({SEARCH_EXPERIMENTS}: {body[:40]!r})"
+        return f"the server there is not an MLflow tracking server (it answered {body[:40]!r})"
     return None
 
 
