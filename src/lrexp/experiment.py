@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from lrexp import rundir, solvers
 from lrexp.checkpoints import CHECKPOINT_DIR
-from lrexp.config import build, build_group, check_class_weight
+from lrexp.config import build, build_group, check_class_weight, rename_keys
 from lrexp.data.extras import Fitted
 from lrexp.errors import LrexpError, RunInterrupted
 from lrexp.lightning_fast import fast_path, relaunches_command_line
@@ -46,6 +46,7 @@ def build_experiment(
 ) -> tuple[L.LightningDataModule, LogisticRegression, L.Trainer]:
     """Seed; instantiate the DataModule and Trainer; read the training split; then the model,
     whose width, classes and class counts come from the data."""
+    rename_keys(cfg)  # done by check_config already, unless a caller skipped it
     if cfg.seed is not None:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = build(cfg.data, "data")
