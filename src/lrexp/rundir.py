@@ -36,7 +36,9 @@ RUN_LOG_HANDLER = "lrexp-run-log"
 # (when lightning is imported before logging is set up, as it is here): the run's log listens
 # to them too.
 NON_PROPAGATING = ("lightning.pytorch", "lightning.fabric")
-BUFFERED_RECORDS = 10_000  # a buffer without a target keeps every record regardless
+# MemoryHandler's capacity only says when it tries to flush: without a target (before the
+# claim) it keeps every record, so a job's early records are never dropped.
+BUFFERED_RECORDS = 10_000
 SUMMARY_WIDTH = 100  # the closing table's width in the log file
 
 
@@ -141,7 +143,6 @@ def open_run_log() -> None:
     """Keep the job's log records from its start (Lightning logs its device lines when the
     Trainer is built, the data their splits when read: all before the run dir is claimed) until
     start_run writes them to the run's log file; a job that claims no dir drops them."""
-    # Never flushed by itself: it has no target until start_run gives it the file.
     buffer = logging.handlers.MemoryHandler(BUFFERED_RECORDS, flushLevel=logging.CRITICAL + 1)
     _attach(buffer)
 

@@ -1,6 +1,6 @@
 """Experiment tracking beyond Lightning's loggers: MLflow runs named after their run dir, sent
-from a child process; a check that a tracking server answers before training starts; and the
-run's files uploaded as artifacts when it ends.
+from a child process; a check, before training starts, that the tracking server is an MLflow
+server that answers; and the run's files uploaded as artifacts when it ends.
 
 Lightning's MLFlowLogger sends the params (log_hyperparams) and the epoch curves (log_metrics);
 what it does not send — metrics.json, figures/, the config and the best checkpoint — is
