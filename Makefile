@@ -26,12 +26,20 @@ train: $(STAMP)
 test: $(STAMP) datasets
 	$(BIN)/python -m pytest
 
-# Installed with apt-get when missing and run as root; otherwise the test that needs it says
-# which package to install.
+# Debian's package when missing and run as root (otherwise the test that needs it says which
+# package to install). The package is data files alone (no maintainer scripts), so unpacking it
+# is all its installation does; that needs no writable dpkg database, which a container or a
+# private mount namespace (../shared/tools/fresh-clone-test) may not give.
 datasets:
 	@if [ ! -d $(FASHION_MNIST) ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist; \
+		set -e; tmp=$$(mktemp -d); \
+		apt-get update -qq; \
+		cd "$$tmp" && apt-get download -qq -o APT::Sandbox::User=root dataset-fashion-mnist; \
+		dpkg-deb -x "$$tmp"/dataset-fashion-mnist_*.deb "$$tmp/root"; \
+		mkdir -p $(dir $(FASHION_MNIST)); \
+		cp -r "$$tmp/root$(FASHION_MNIST)" $(FASHION_MNIST); \
+		rm -rf "$$tmp"; \
+		echo "installed dataset-fashion-mnist's files in $(FASHION_MNIST)"; \
 	fi
 
 lint: $(STAMP)
