@@ -102,10 +102,11 @@ def _training_features(datamodule: L.LightningDataModule) -> torch.Tensor:
 
 
 def check_trainer(trainer: L.Trainer) -> None:
-    """What the Trainer needs from outside, checked before the run dir is claimed: its tracking
-    server answers (lrexp.tracking.check_tracking), and its launcher can run here."""
-    check_tracking(trainer.loggers)
+    """What the Trainer needs from outside, checked before the run dir is claimed: its launcher
+    can run here, and its tracking server is an MLflow server that answers
+    (lrexp.tracking.check_tracking)."""
     check_launcher(trainer)
+    check_tracking(trainer.loggers)
 
 
 def check_launcher(trainer: L.Trainer) -> None:

@@ -169,22 +169,26 @@ def _log_to_file(run_dir: Path) -> None:
     from hydra.core.hydra_config import HydraConfig
 
     handler = logging.FileHandler(run_dir / f"{HydraConfig.get().job.name}.log")
-    buffers = [h for h in _run_log_handlers() if isinstance(h, logging.handlers.MemoryHandler)]
-    close_run_log()
+    earlier = _detach_run_log()
     _attach(handler)
-    for buffer in buffers:
-        buffer.setTarget(handler)
-        buffer.flush()
-        buffer.close()
+    for buffer in earlier:
+        if isinstance(buffer, logging.handlers.MemoryHandler):
+            buffer.setTarget(handler)
+        buffer.close()  # a buffer flushes into its target as it closes
 
 
 def close_run_log() -> None:
     """Detach and close the run's log (after the task, whatever its end)."""
-    loggers = [logging.getLogger(), *(logging.getLogger(n) for n in NON_PROPAGATING)]
-    for handler in _run_log_handlers():
-        for logger in loggers:
-            logger.removeHandler(handler)
+    for handler in _detach_run_log():
         handler.close()
+
+
+def _detach_run_log() -> list[logging.Handler]:
+    handlers = _run_log_handlers()
+    for logger in [logging.getLogger(), *(logging.getLogger(n) for n in NON_PROPAGATING)]:
+        for handler in handlers:
+            logger.removeHandler(handler)
+    return handlers
 
 
 def show(items: list[Any], soft_wrap: bool = False) -> None:
