@@ -62,3 +62,18 @@ def test_baseline_without_scikit_learn_says_how_to_get_it(
     assert run_entry(main, f"hydra.run.dir={tmp_path / 'run'}") == 2
     assert "pip install 'lrexp[baseline]'" in capsys.readouterr().err
     assert not list((tmp_path / "run").glob("*"))  # Hydra made the dir; nothing went in
+
+
+def test_baseline_leaves_what_every_run_leaves(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """The shared pipeline's end (lrexp.experiment.finish): the data's figures and metrics, and a
+    summary that names only the loggers the run has."""
+    overrides = ("data=toy", "model.lr=0.1", "trainer.max_epochs=20", "logger=none")
+    assert run_entry(main, *overrides, f"hydra.run.dir={tmp_path}") == 0
+    assert (tmp_path / "figures" / "decision_curve.png").stat().st_size > 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert {"lrexp/w", "lrexp/b", "lrexp/p_pass_at_4h", "lrexp/boundary_h"} <= metrics.keys()
+    assert "tensorboard" not in capsys.readouterr().out
+    log = (tmp_path / "baseline.log").read_text()
+    assert "scikit-learn" in log and "lrexp/test/acc" in log  # both tables, as on the console

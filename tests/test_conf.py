@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
+import logging
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,7 +18,7 @@ from lightning.pytorch.callbacks import Timer
 from omegaconf import DictConfig, OmegaConf
 
 from lrexp.cli import CONFIG_DIR
-from lrexp.config import build_group
+from lrexp.config import RENAMED, build_group, check_config
 from lrexp.experiment import build_trainer
 
 GROUPS = ("data", "model", "trainer", "logger", "callbacks", "experiment", "hparams_search")
@@ -227,7 +230,59 @@ def test_trainer_arguments_reach_lightning(
         torch.use_deterministic_algorithms(False)
 
 
+@pytest.mark.parametrize("data", ["mnist", "table"])
 @pytest.mark.parametrize("key", ["minibatches_per_step", "batches_per_fetch"])
-def test_minibatches_per_step_keeps_its_earlier_name(key: str, tmp_path: Path) -> None:
-    cfg = compose_train(["data=mnist", f"data.{key}=8"], tmp_path)
-    assert instantiate(cfg.data).minibatches_per_step == 8
+def test_minibatches_per_step_keeps_its_earlier_name(
+    data: str, key: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    overrides = [f"data={data}", f"data.{key}=8", "data.path=t.csv", "data.target=y"]
+    cfg = compose_train(overrides if data == "table" else overrides[:2], tmp_path)
+    with caplog.at_level(logging.WARNING, logger="lrexp.config"):
+        check_config(cfg)
+    assert cfg.data.minibatches_per_step == 8
+    assert "batches_per_fetch" not in cfg.data  # only the current name reaches the class
+    warnings = [r.getMessage() for r in caplog.records if r.name == "lrexp.config"]
+    if key == "batches_per_fetch":
+        assert warnings == [
+            "data.batches_per_fetch is the earlier name of data.minibatches_per_step: "
+            "use data.minibatches_per_step=8"
+        ]
+    else:
+        assert warnings == []
+    if data == "mnist":
+        assert instantiate(cfg.data).minibatches_per_step == 8
+
+
+def test_every_renamed_key_is_declared_under_both_names(tmp_path: Path) -> None:
+    for data in ("mnist", "fashion_mnist", "cifar10", "table"):
+        cfg = compose_train([f"data={data}"], tmp_path)
+        for old, new in RENAMED.items():
+            assert OmegaConf.select(cfg, old, default="missing") is None, (data, old)
+            assert OmegaConf.select(cfg, new) is not None, (data, new)
+
+
+def test_every_name_a_config_comment_gives_exists() -> None:
+    """conf/ names the functions behind its keys (lrexp.X.Y): each must be importable, so that a
+    rename in the code fails here rather than leaving a comment that points nowhere."""
+    names = set()
+    for path in CONFIG_DIR.rglob("*.yaml"):
+        names |= set(re.findall(r"\blrexp(?:\.[A-Za-z_]\w*)+", path.read_text()))
+    assert "lrexp.rundir.start_run" in names  # the pattern finds them
+    missing = []
+    for name in sorted(names):
+        parts = name.split(".")
+        depth = max(i for i in range(1, len(parts) + 1) if _importable(".".join(parts[:i])))
+        obj = importlib.import_module(".".join(parts[:depth]))
+        for part in parts[depth:]:
+            obj = getattr(obj, part, None)
+        if obj is None:
+            missing.append(name)
+    assert missing == []
+
+
+def _importable(module: str) -> bool:
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True

@@ -18,6 +18,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from lrexp import plots
+from lrexp.model import predicted_labels
 
 IMAGE_FIGURES = ("weights", "roc", "confusion_matrix", "confidently_wrong")
 # What the TensorBoard server must serve: curves of both runs, pictures, hparams columns.
@@ -43,7 +44,10 @@ def test_confidently_wrong_shows_the_surest_mistakes_first() -> None:
     images = torch.zeros(5, 1, 28, 28, dtype=torch.uint8)
     labels = torch.tensor([0, 1, 0, 1, 1])
     probs = torch.tensor([0.7, 0.1, 0.95, 0.9, 0.4])  # wrong: 0 (0.7), 1 (0.9), 2 (0.95), 4
-    figure = plots.confidently_wrong(images, labels, probs, ("sneaker", "sandal"), count=3)
+    predicted = predicted_labels(probs)
+    figure = plots.confidently_wrong(
+        images, labels, probs, predicted, ("sneaker", "sandal"), count=3
+    )
     titles = [ax.get_title() for ax in figure.axes if ax.get_title()]
     assert titles == [
         "true sneaker\npred sandal 0.95",
@@ -56,7 +60,9 @@ def test_confidently_wrong_names_true_and_predicted_classes_for_k_classes() -> N
     images = torch.zeros(3, 1, 28, 28, dtype=torch.uint8)
     labels = torch.tensor([0, 1, 2])
     probs = torch.tensor([[0.1, 0.8, 0.1], [0.2, 0.7, 0.1], [0.6, 0.1, 0.3]])  # 0 and 2 wrong
-    figure = plots.confidently_wrong(images, labels, probs, ("cat", "dog", "frog"))
+    figure = plots.confidently_wrong(
+        images, labels, probs, predicted_labels(probs), ("cat", "dog", "frog")
+    )
     titles = [ax.get_title() for ax in figure.axes if ax.get_title()]
     assert titles == ["true cat\npred dog 0.80", "true frog\npred cat 0.60"]
 
@@ -87,6 +93,7 @@ def test_confidently_wrong_says_when_nothing_is_wrong() -> None:
         torch.zeros(2, 3, 32, 32, dtype=torch.uint8),
         torch.tensor([0, 1]),
         torch.tensor([0.2, 0.8]),
+        torch.tensor([0, 1]),
         ("sneaker", "sandal"),
     )
     assert figure.axes[0].texts[0].get_text() == "no test image misclassified"

@@ -3,6 +3,7 @@ default local store under outputs/."""
 
 from __future__ import annotations
 
+import http.server
 import json
 import multiprocessing
 import os
@@ -11,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -22,7 +24,7 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from lrexp.errors import LrexpError
-from lrexp.tracking import MLFlowLogger
+from lrexp.tracking import MLFlowLogger, check_tracking
 from lrexp.train import main
 from tests.conftest import run_entry
 
@@ -132,6 +134,58 @@ def test_a_server_that_does_not_answer_stops_the_run_in_one_line(
     assert err.startswith(f"lrexp: error: logger.mlflow.tracking_uri={uri}: no tracking server")
     assert len(err.splitlines()) == 1
     assert not list(run_dir.glob("*"))  # stopped before the run dir was claimed
+
+
+class AnswersEverything(http.server.BaseHTTPRequestHandler):
+    """A web server that is not MLflow's: 200 and a page to every GET."""
+
+    def do_GET(self) -> None:
+        body = b"<html><body>hello</body></html>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def web_server() -> Iterator[str]:
+    """A plain http.server on 127.0.0.1 that answers 200 to everything; its URI."""
+    httpd = http.server.HTTPServer(("127.0.0.1", 0), AnswersEverything)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        thread.join()
+        httpd.server_close()
+
+
+def test_a_server_that_is_not_mlflows_stops_the_run_in_one_line(
+    web_server: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    with urllib.request.urlopen(f"{web_server}/health", timeout=5) as response:
+        assert response.status == 200  # it does answer HTTP
+    run_dir = tmp_path / "run"
+    args = (*TOY, f"logger.mlflow.tracking_uri={web_server}", f"hydra.run.dir={run_dir}")
+    assert run_entry(main, *args) == 2
+    err = capsys.readouterr().err.strip()
+    prefix = f"lrexp: error: logger.mlflow.tracking_uri={web_server}: the server there is not"
+    assert err.startswith(prefix), err
+    assert len(err.splitlines()) == 1
+    assert not list(run_dir.glob("*"))
+
+
+def test_an_mlflow_server_passes_the_check(server: str) -> None:
+    logger = MLFlowLogger(tracking_uri=server)
+    try:
+        check_tracking([logger])  # raises LrexpError otherwise
+    finally:
+        logger.close()
 
 
 def command(*overrides: str) -> subprocess.CompletedProcess:

@@ -102,7 +102,7 @@ def _run_job(task: Callable[[DictConfig], Any], cfg: DictConfig) -> tuple[Any, P
     from hydra.core.utils import env_override
 
     from lrexp.cli import quiet_irrelevant_output
-    from lrexp.rundir import close_run_log
+    from lrexp.rundir import close_run_log, open_run_log
 
     quiet_irrelevant_output()  # as the command line: no advertisement, no irrelevant warning
     hydra_config = HydraConfig.instance()
@@ -120,6 +120,7 @@ def _run_job(task: Callable[[DictConfig], Any], cfg: DictConfig) -> tuple[Any, P
             del task_cfg["hydra"]
         run_dir.mkdir(parents=True, exist_ok=True)
         root.setLevel(logging.INFO)  # as Hydra's job logging: the run's log file gets INFO
+        open_run_log()
         with env_override(cfg.hydra.job.env_set):
             return task(task_cfg), run_dir
     finally:

@@ -23,9 +23,8 @@ from torch.utils.data import DataLoader
 from lrexp.cli import entry_point, run_as_command
 from lrexp.config import check_config
 from lrexp.errors import LrexpError
-from lrexp.experiment import build_experiment, score_best
-from lrexp.model import predicted_labels
-from lrexp.rundir import print_summary, start_run, write_metrics
+from lrexp.experiment import build_experiment, check_trainer, finish, fit, fitted, score_best
+from lrexp.rundir import show, start_run
 
 
 def sklearn_arguments(cfg: DictConfig) -> dict[str, Any]:
@@ -86,6 +85,7 @@ def baseline(cfg: DictConfig) -> dict[str, float]:
     sklearn_model = _sklearn_model(sklearn_arguments(cfg))
     if trainer.world_size > 1:
         raise LrexpError("the baseline runs in one process: use trainer=cpu or trainer=gpu")
+    check_trainer(trainer)
     datamodule.setup("test")
     splits = {
         "train": split_arrays(datamodule.train_dataloader()),
@@ -106,33 +106,21 @@ def baseline(cfg: DictConfig) -> dict[str, float]:
     start_run(run_dir, cfg, continuing=False)  # after every check, before the first file
 
     start = time.perf_counter()
-    trainer.fit(model, datamodule=datamodule)
+    fit(trainer, model, datamodule, None, run_dir)
     metrics["lrexp/fit_s"] = time.perf_counter() - start
     scores, best = score_best(trainer, model, datamodule)
     metrics |= {f"lrexp/{k}": v for k, v in scores.items() if "/acc/" not in k}
-    with torch.no_grad():
-        probs = model(torch.as_tensor(x_test, device=model.device)).cpu()
-    metrics["lrexp/test/balanced_acc"] = balanced_accuracy(y_test, predicted_labels(probs).numpy())
-    for logger in trainer.loggers:
-        logger.finalize("success")
+    _, test_labels = datamodule.splits["test"]
+    predicted = fitted(model, datamodule).test_predicted
+    metrics["lrexp/test/balanced_acc"] = balanced_accuracy(test_labels.numpy(), predicted.numpy())
 
-    path = write_metrics(run_dir, metrics)
     _print_side_by_side(metrics)
-    print_summary(
-        "lrexp.baseline",
-        {},
-        {
-            "run dir:": str(run_dir),
-            "metrics:": str(path),
-            "best checkpoint:": best or "-",
-            "tensorboard:": f"tensorboard --logdir {run_dir}",
-        },
-    )
+    lines = {"best checkpoint:": best or "-"}
+    finish("lrexp.baseline", run_dir, trainer, model, datamodule, metrics, lines, cfg, best or None)
     return metrics
 
 
 def _print_side_by_side(metrics: dict[str, float]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title="lrexp.baseline", header_style="bold")
@@ -140,7 +128,7 @@ def _print_side_by_side(metrics: dict[str, float]) -> None:
         table.add_column(column, justify="right" if column else "left")
     for key in ("val/acc", "test/acc", "test/balanced_acc", "fit_s"):
         table.add_row(key, f"{metrics[f'lrexp/{key}']:.4f}", f"{metrics[f'sklearn/{key}']:.4f}")
-    Console().print(table)
+    show([table])
 
 
 main = entry_point("baseline")(baseline)

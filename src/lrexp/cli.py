@@ -61,11 +61,12 @@ def entry_point(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Cal
 
         @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name=config_name)
         def run(cfg: DictConfig) -> Any:
-            from lrexp.rundir import close_run_log
+            from lrexp.rundir import close_run_log, open_run_log
 
             nonlocal started
             started = True
             quiet_irrelevant_output()
+            open_run_log()  # the run's log file holds the job's story from its start
             try:
                 return task(cfg)
             except LrexpError as err:

@@ -6,15 +6,23 @@ naming the key, the value and what is allowed.
 
 from __future__ import annotations
 
+import logging
 import math
 from numbers import Real
 from typing import Any
 
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from lrexp.errors import LrexpError
+
+log = logging.getLogger(__name__)
+
+# Keys that were renamed, earlier name → current name. The earlier name stays in conf/ (null) so
+# that overriding it still composes; set, it gives its value to the current name, with one
+# warning. Every renamed key goes here, and nowhere else reads an earlier name.
+RENAMED = {"data.batches_per_fetch": "data.minibatches_per_step"}
 
 
 def _fail(key: str, value: object, allowed: str) -> LrexpError:
@@ -30,7 +38,8 @@ def _is_number(value: object) -> bool:
 
 
 def check_config(cfg: DictConfig) -> None:
-    """Raise LrexpError for the first bad value found."""
+    """Apply the renamed keys (rename_keys), then raise LrexpError for the first bad value."""
+    rename_keys(cfg)
     seed = cfg.get("seed")
     if seed is not None and not (_is_int(seed) and 0 <= seed < 2**32):
         raise _fail("seed", seed, "an integer in [0, 2**32), or null for a random seed")
@@ -52,10 +61,9 @@ def check_config(cfg: DictConfig) -> None:
     batch_size = data.get("batch_size")
     if batch_size is not None and (not _is_int(batch_size) or batch_size < 1):
         raise _fail("data.batch_size", batch_size, "an integer >= 1")
-    for key in ("minibatches_per_step", "batches_per_fetch"):
-        per_step = data.get(key)
-        if per_step is not None and (not _is_int(per_step) or per_step < 1):
-            raise _fail(f"data.{key}", per_step, "an integer >= 1")
+    per_step = data.get("minibatches_per_step")
+    if per_step is not None and (not _is_int(per_step) or per_step < 1):
+        raise _fail("data.minibatches_per_step", per_step, "an integer >= 1")
     val_fraction = data.get("val_fraction")
     if val_fraction is not None and (not _is_number(val_fraction) or not 0 <= val_fraction < 1):
         raise _fail("data.val_fraction", val_fraction, "a number in [0, 1), e.g. 0.1")
@@ -69,6 +77,24 @@ def check_config(cfg: DictConfig) -> None:
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path is not None and not isinstance(ckpt_path, str):
         raise _fail("ckpt_path", ckpt_path, "the path of a .ckpt file, or last")
+
+
+def rename_keys(cfg: DictConfig) -> None:
+    """Move each renamed key's value (RENAMED) to its current name, warning once per key, and
+    drop the earlier name from `cfg`, so that only the current name reaches the classes."""
+    for old, new in RENAMED.items():
+        parent_key, leaf = old.rsplit(".", 1)
+        parent = OmegaConf.select(cfg, parent_key)
+        if not isinstance(parent, DictConfig) or leaf not in parent:
+            continue
+        value = parent[leaf]
+        with open_dict(parent):
+            del parent[leaf]
+        if value is None:
+            continue
+        log.warning(f"{old} is the earlier name of {new}: use {new}={value}")
+        with open_dict(cfg):
+            OmegaConf.update(cfg, new, value, merge=False)
 
 
 def _check_solver(model: DictConfig) -> None:

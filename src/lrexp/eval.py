@@ -17,9 +17,8 @@ from omegaconf import DictConfig
 from lrexp.checkpoints import checkpoint_path, restore
 from lrexp.cli import entry_point, run_as_command
 from lrexp.config import check_config
-from lrexp.data.toy import is_toy
-from lrexp.experiment import build_trainer
-from lrexp.rundir import finish, start_run
+from lrexp.experiment import build_trainer, check_trainer, finish, score
+from lrexp.rundir import start_run
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
@@ -29,15 +28,13 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     model, datamodule = restore(cfg, path)
     run_dir = Path(cfg.paths.output_dir)
     trainer, model.fast = build_trainer(cfg, with_callbacks=False)
+    check_trainer(trainer)
     if trainer.is_global_zero:
         # Read the test data before the run dir is touched: a bad file stops here.
         datamodule.prepare_data()
         datamodule.setup("test")
         start_run(run_dir, cfg, continuing=False)
-    trainer.test(model, datamodule=datamodule, verbose=False)
-    metrics = {k: v.item() for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
-    if is_toy(datamodule):
-        metrics |= model.toy_summary()
+    metrics = score(trainer, model, datamodule, ("test",))
     finish("lrexp.eval", run_dir, trainer, model, datamodule, metrics, {"checkpoint:": str(path)})
     return metrics
 

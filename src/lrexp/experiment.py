@@ -1,5 +1,7 @@
-"""A training run's pieces, shared by train and baseline: build the DataModule, LightningModule
-and Trainer from the composed config, fit, and score the best checkpoint."""
+"""The pipeline that train, eval and baseline share: build the DataModule, LightningModule and
+Trainer from the composed config; check the Trainer's loggers and launcher; fit; score (the
+stages' metrics, and what the data adds: lrexp.data.extras); and leave the run's files
+(lrexp.rundir.finish)."""
 
 from __future__ import annotations
 
@@ -11,14 +13,15 @@ import torch
 from lightning.pytorch.callbacks import ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
-from lrexp import solvers
+from lrexp import rundir, solvers
 from lrexp.checkpoints import CHECKPOINT_DIR
-from lrexp.config import build, build_group, check_class_weight
-from lrexp.data.toy import is_toy
+from lrexp.config import build, build_group, check_class_weight, rename_keys
+from lrexp.data.extras import Fitted
 from lrexp.errors import LrexpError, RunInterrupted
 from lrexp.lightning_fast import fast_path, relaunches_command_line
-from lrexp.model import LogisticRegression
+from lrexp.model import LogisticRegression, predicted_labels
 from lrexp.path import path_values
+from lrexp.tracking import check_tracking
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +47,7 @@ def build_experiment(
 ) -> tuple[L.LightningDataModule, LogisticRegression, L.Trainer]:
     """Seed; instantiate the DataModule and Trainer; read the training split; then the model,
     whose width, classes and class counts come from the data."""
+    rename_keys(cfg)  # done by check_config already, unless a caller skipped it
     if cfg.seed is not None:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = build(cfg.data, "data")
@@ -111,6 +115,14 @@ def _training_features(datamodule: L.LightningDataModule) -> torch.Tensor:
     return datamodule.preprocess(raw)
 
 
+def check_trainer(trainer: L.Trainer) -> None:
+    """What the Trainer needs from outside, checked before the run dir is claimed: its launcher
+    can run here, and its tracking server is an MLflow server that answers
+    (lrexp.tracking.check_tracking)."""
+    check_launcher(trainer)
+    check_tracking(trainer.loggers)
+
+
 def check_launcher(trainer: L.Trainer) -> None:
     """Lightning's ddp starts the other processes by re-running the command line, with this run's
     dir: under -m, each of them would start the whole sweep again and the sweep would hang."""
@@ -154,23 +166,67 @@ def fit(
         ) from None
 
 
+def fitted(model: LogisticRegression, datamodule: L.LightningDataModule) -> Fitted:
+    """The model as the data's extras see it: its weights and its test-split predictions."""
+    raw, _ = datamodule.splits["test"]
+    with torch.no_grad():
+        probs = model(datamodule.preprocess(raw.to(model.device))).cpu()
+    weight, bias = (p.detach().cpu() for p in (model.linear.weight, model.linear.bias))
+    return Fitted(weight, bias, test_probs=probs, test_predicted=predicted_labels(probs))
+
+
+def score(
+    trainer: L.Trainer,
+    model: LogisticRegression,
+    datamodule: L.LightningDataModule,
+    stages: tuple[str, ...],
+    ckpt_path: str | None = None,
+) -> dict[str, float]:
+    """Run the stages ("validate", "test") on the checkpoint (the model's weights without one);
+    their metrics and the data's own (run_metrics)."""
+    metrics: dict[str, float] = {}
+    for stage in stages:
+        getattr(trainer, stage)(
+            model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False, weights_only=True
+        )
+        prefix = "val/" if stage == "validate" else "test/"
+        metrics |= {
+            k: v.item() for k, v in trainer.callback_metrics.items() if k.startswith(prefix)
+        }
+    return metrics | datamodule.run_metrics(fitted(model, datamodule))
+
+
 def score_best(
     trainer: L.Trainer, model: LogisticRegression, datamodule: L.LightningDataModule
 ) -> tuple[dict[str, float], str]:
     """Validate and test the best checkpoint (the final weights without one); its metrics (with
-    the convergence report on the training split, and the lecture's answer for the toy) and its
-    path ("" without one)."""
+    the convergence report on the training split, and the data's own) and its path ("" without
+    one)."""
     callback = trainer.checkpoint_callback
     best = callback.best_model_path if callback is not None else ""
-    metrics: dict[str, float] = {}
-    for stage, run_stage in (("val/", trainer.validate), ("test/", trainer.test)):
-        run_stage(
-            model, datamodule=datamodule, ckpt_path=best or None, verbose=False, weights_only=True
-        )
-        metrics |= {k: v.item() for k, v in trainer.callback_metrics.items() if k.startswith(stage)}
+    metrics = score(trainer, model, datamodule, ("validate", "test"), best or None)
     raw, labels = datamodule.splits["train"]
     x = datamodule.preprocess(raw.to(model.device))
-    metrics |= solvers.objective_report(model, x, labels.to(model.device))
-    if is_toy(datamodule):
-        metrics |= model.toy_summary()
-    return metrics, best
+    return metrics | solvers.objective_report(model, x, labels.to(model.device)), best
+
+
+def finish(
+    title: str,
+    run_dir: Path,
+    trainer: L.Trainer,
+    model: LogisticRegression,
+    datamodule: L.LightningDataModule,
+    metrics: dict[str, float],
+    lines: dict[str, str],
+    cfg: DictConfig | None = None,
+    best_checkpoint: str | None = None,
+) -> Path | None:
+    """On rank 0: the run's files, the data's figures and files among them
+    (lrexp.rundir.finish); metrics.json's path."""
+    if not trainer.is_global_zero:
+        return None
+    fit = fitted(model, datamodule)
+    figures, files = datamodule.run_figures(fit), datamodule.run_files(fit)
+    return rundir.finish(
+        title, run_dir, trainer.loggers, figures, files, metrics, lines, cfg, best_checkpoint
+    )

@@ -9,7 +9,6 @@ lrexp.solvers'; the epoch metrics are lrexp.metrics'.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import lightning as L
@@ -157,15 +156,3 @@ class LogisticRegression(L.LightningModule):
         name_datamodule(checkpoint, self.trainer.datamodule)
         for logger in self.loggers:
             logger.save()
-
-    # --- the lecture's question ---------------------------------------------------------------
-
-    def toy_summary(self) -> dict[str, float]:
-        """P(pass | 4 hours) and the 50 % boundary in hours, for the one-feature binary model."""
-        w, b = self.linear.weight.item(), self.linear.bias.item()
-        return {
-            "w": w,
-            "b": b,
-            "p_pass_at_4h": torch.sigmoid(torch.tensor(4.0 * w + b)).item(),
-            "boundary_h": -b / w if w != 0 else math.nan,
-        }

@@ -1,4 +1,5 @@
-"""The pictures a run leaves in figures/ and TensorBoard; each function returns a Figure.
+"""The pictures a run leaves in figures/ and TensorBoard; each function returns a Figure. Which
+pictures a run gets is its data's choice (lrexp.data.extras.RunExtras.run_figures).
 
 Figures are made with matplotlib's object-oriented API (matplotlib.figure.Figure), which needs
 no GUI backend and keeps no global figure registry.
@@ -8,17 +9,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from matplotlib.figure import Figure
 from torch import Tensor
-
-if TYPE_CHECKING:
-    import lightning as L
-
-    from lrexp.model import LogisticRegression
 
 CHANNEL_NAMES = {1: ("",), 3: ("red", "green", "blue")}
 
@@ -123,13 +118,15 @@ def confusion_matrix(probs: Tensor, labels: Tensor, names: Sequence[str]) -> Fig
 
 
 def confidently_wrong(
-    images: Tensor, labels: Tensor, probs: Tensor, names: Sequence[str], count: int = 16
+    images: Tensor,
+    labels: Tensor,
+    probs: Tensor,
+    predicted: Tensor,
+    names: Sequence[str],
+    count: int = 16,
 ) -> Figure:
     """The misclassified test images the model was surest about, with the true and predicted
     label names and the predicted one's probability."""
-    from lrexp.model import predicted_labels
-
-    predicted = predicted_labels(probs)
     if probs.dim() == 1:
         confidence = torch.where(predicted == 1, probs, 1 - probs)
     else:
@@ -173,35 +170,3 @@ def coefficients(rows: Sequence[dict], top: int = 20) -> Figure:
         ax.set_title(f"{name}: largest weights (odds ratio per unit)")
         ax.set_xlabel("weight (log-odds per standardised unit)")
     return figure
-
-
-def run_figures(model: LogisticRegression, datamodule: L.LightningDataModule) -> dict[str, Figure]:
-    """Every picture for a fitted (and tested) model: the decision curve for the toy data; for
-    images the weights and the test split's confusion matrix, worst mistakes (and ROC for two
-    labels); for tables the largest coefficients."""
-    from lrexp.coefficients import coefficient_rows
-    from lrexp.data.toy import is_toy
-
-    weight, bias = model.linear.weight.detach(), model.linear.bias.detach()
-    if is_toy(datamodule):
-        hours, passed = datamodule.hparams.hours, datamodule.hparams.passed
-        return {"decision_curve": decision_curve(weight.item(), bias.item(), hours, passed)}
-    figures = {}
-    if hasattr(datamodule, "feature_names"):  # a table: its coefficients by name
-        rows = coefficient_rows(weight, datamodule.feature_names, datamodule.label_names)
-        figures["coefficients"] = coefficients(rows)
-    raw, labels = datamodule.splits["test"]
-    with torch.no_grad():
-        probs = model(datamodule.preprocess(raw.to(model.device))).cpu()
-    names = list(datamodule.label_names)
-    figures["confusion_matrix"] = confusion_matrix(probs, labels, names)
-    if probs.dim() == 1:
-        figures["roc"] = roc_curve(probs, labels)
-    image_shape = getattr(datamodule, "image_shape", None)
-    if image_shape is not None:
-        if probs.dim() == 1:
-            figures["weights"] = weight_map(weight[0], image_shape, names)
-        else:
-            figures["weights"] = weight_templates(weight, image_shape, names)
-        figures["confidently_wrong"] = confidently_wrong(raw, labels, probs, names)
-    return figures

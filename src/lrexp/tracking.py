@@ -1,6 +1,6 @@
 """Experiment tracking beyond Lightning's loggers: MLflow runs named after their run dir, sent
-from a child process; a check that a tracking server answers before training starts; and the
-run's files uploaded as artifacts when it ends.
+from a child process; a check, before training starts, that the tracking server is an MLflow
+server that answers; and the run's files uploaded as artifacts when it ends.
 
 Lightning's MLFlowLogger sends the params (log_hyperparams) and the epoch curves (log_metrics);
 what it does not send — metrics.json, figures/, the config and the best checkpoint — is
@@ -9,8 +9,10 @@ uploaded here, once the run dir holds them.
 
 from __future__ import annotations
 
+import base64
 import gc
 import inspect
+import json
 import multiprocessing
 import os
 import signal
@@ -18,6 +20,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -34,6 +37,11 @@ REMOTE_SCHEMES = ("http://", "https://")
 # Seconds to wait for a tracking server's answer: a server that is up answers /health at once;
 # one that is down or unreachable must not keep the user waiting.
 PROBE_TIMEOUT_S = 5.0
+# The probe: MLflow's REST call that lists experiments; a server answers with a JSON object of
+# these keys alone ({} when it has none).
+SEARCH_EXPERIMENTS = "api/2.0/mlflow/experiments/search?max_results=1"
+SEARCH_EXPERIMENTS_KEYS = {"experiments", "next_page_token"}
+MAX_PROBE_BYTES = 1 << 20
 MAX_METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch request
 CLOSE_TIMEOUT_S = 10.0  # an idle child ends at once when its pipe closes
 # The child's scheduling priority below the run's (0 .. 19): where no core is free (torch's
@@ -42,6 +50,67 @@ CLOSE_TIMEOUT_S = 10.0  # an idle child ends at once when its pipe closes
 CHILD_NICENESS = 19
 
 Point = tuple[str, float, int, int]  # an epoch point: key, value, timestamp (ms), step
+
+
+# The requests the run sends its child, each made there on Lightning's MLFlowLogger; every
+# answer carries the run id, so CreateRun only creates the run.
+
+
+@dataclass(frozen=True)
+class CreateRun:
+    def apply(self, logger: lightning_mlflow.MLFlowLogger) -> None:
+        _ = logger.run_id
+
+
+@dataclass(frozen=True)
+class LogParams:
+    params: dict[str, Any]
+
+    def apply(self, logger: lightning_mlflow.MLFlowLogger) -> None:
+        logger.log_hyperparams(self.params)
+
+
+@dataclass(frozen=True)
+class LogBatch:
+    points: list[Point]
+
+    def apply(self, logger: lightning_mlflow.MLFlowLogger) -> None:
+        from mlflow.entities import Metric
+
+        metrics = [Metric(key=k, value=v, timestamp=t, step=n) for k, v, t, n in self.points]
+        logger.experiment.log_batch(run_id=logger.run_id, metrics=metrics)
+
+
+@dataclass(frozen=True)
+class LogArtifact:
+    """A file, or a folder's files, under `folder` in the run."""
+
+    path: str
+    folder: str | None
+    is_dir: bool
+
+    def apply(self, logger: lightning_mlflow.MLFlowLogger) -> None:
+        upload = logger.experiment.log_artifacts if self.is_dir else logger.experiment.log_artifact
+        upload(logger.run_id, self.path, self.folder)
+
+
+@dataclass(frozen=True)
+class Finalize:
+    status: str
+
+    def apply(self, logger: lightning_mlflow.MLFlowLogger) -> None:
+        logger.finalize(self.status)
+
+
+Request = CreateRun | LogParams | LogBatch | LogArtifact | Finalize
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The child's answer to one request: its error (None: done) and the run's id."""
+
+    error: str | None
+    run_id: str | None
 
 
 class MLFlowLogger(Logger):
@@ -93,10 +162,10 @@ class MLFlowLogger(Logger):
         """A copy in another process (ddp_spawn) starts a child of its own when it logs."""
         return {**self.__dict__, "_child": None}
 
-    def _request(self, name: str, *args: Any) -> None:
+    def _request(self, request: Request) -> None:
         if self._child is None:
             self._child = MlflowChild(self.settings)
-        self._child.send(name, *args)
+        self._child.send(request)
 
     def wait(self) -> None:
         """Until every request so far is done."""
@@ -116,7 +185,7 @@ class MLFlowLogger(Logger):
     @property
     def run_id(self) -> str:
         if self.version is None:
-            self._request("run_id")
+            self._request(CreateRun())
             self.wait()
         return self.version
 
@@ -129,7 +198,7 @@ class MLFlowLogger(Logger):
 
     @rank_zero_only
     def log_hyperparams(self, params: Mapping[str, Any], *args: Any, **kwargs: Any) -> None:
-        self._request("log_hyperparams", dict(params))
+        self._request(LogParams(dict(params)))
 
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
@@ -142,13 +211,13 @@ class MLFlowLogger(Logger):
     def save(self) -> None:
         pending, self._pending = self._pending, []
         for start in range(0, len(pending), MAX_METRICS_PER_BATCH):
-            self._request("log_batch", pending[start : start + MAX_METRICS_PER_BATCH])
+            self._request(LogBatch(pending[start : start + MAX_METRICS_PER_BATCH]))
 
     @rank_zero_only
     def log_files(self, files: list[tuple[Path, str | None]]) -> None:
         """Upload files (or folders) as artifacts, each under its folder in the run."""
         for path, folder in files:
-            self._request("log_artifacts" if path.is_dir() else "log_artifact", str(path), folder)
+            self._request(LogArtifact(str(path), folder, path.is_dir()))
 
     @rank_zero_only
     def finalize(self, status: str = "success") -> None:
@@ -158,7 +227,7 @@ class MLFlowLogger(Logger):
         catches up beside it; lrexp.rundir.finish waits (log_artifacts). A failed or
         interrupted stage waits, as its process is about to end."""
         self.save()
-        self._request("finalize", status)
+        self._request(Finalize(status))
         if status != "success":
             self.wait()
 
@@ -212,10 +281,10 @@ class MlflowChild:
         child_end.close()
         self._unanswered, self.run_id = 0, None
 
-    def send(self, name: str, *args: Any) -> None:
+    def send(self, request: Request) -> None:
         while self._unanswered and self._requests.poll():
             self._answer()
-        self._requests.send((name, args))
+        self._requests.send(request)
         self._unanswered += 1
 
     def wait(self) -> None:
@@ -231,13 +300,13 @@ class MlflowChild:
 
     def _answer(self) -> None:
         try:
-            error, run_id = self._requests.recv()
+            answer = self._requests.recv()
         except EOFError:
             raise LrexpError("logger=mlflow: its process ended unexpectedly") from None
         self._unanswered -= 1
-        self.run_id = run_id or self.run_id
-        if error:
-            raise LrexpError(f"logger=mlflow: {error}")
+        self.run_id = answer.run_id or self.run_id
+        if answer.error:
+            raise LrexpError(f"logger=mlflow: {answer.error}")
 
 
 def _serve(requests: Connection, parent_end: Connection, settings: dict[str, Any]) -> None:
@@ -252,15 +321,15 @@ def _serve(requests: Connection, parent_end: Connection, settings: dict[str, Any
         logger, broken = None, _one_line(failure)
     while True:
         try:
-            name, args = requests.recv()
+            request = requests.recv()
             if logger is None:
-                requests.send((broken, None))
+                requests.send(Answer(broken, None))
                 continue
             try:
-                _handle(logger, name, *args)
-                answer = (None, logger.run_id)
+                request.apply(logger)
+                answer = Answer(None, logger.run_id)
             except Exception as failure:  # the run's process raises it
-                answer = (_one_line(failure), None)
+                answer = Answer(_one_line(failure), None)
             requests.send(answer)
         except (EOFError, OSError):  # the run's process closed the pipe or is gone
             return
@@ -270,23 +339,6 @@ def _one_line(failure: Exception) -> str:
     """The first line of an error (a database's errors carry their SQL after it)."""
     lines = str(failure).strip().splitlines()
     return f"{type(failure).__name__}: {lines[0] if lines else ''}"
-
-
-def _handle(logger: lightning_mlflow.MLFlowLogger, name: str, *args: Any) -> None:
-    """Make one request. Each answer carries the run id, so "run_id" only creates the run."""
-    if name == "log_batch":
-        _log_batch(logger, *args)
-    elif name in ("log_artifact", "log_artifacts"):
-        getattr(logger.experiment, name)(logger.run_id, *args)
-    elif name != "run_id":
-        getattr(logger, name)(*args)  # log_hyperparams, finalize
-
-
-def _log_batch(mlflow: lightning_mlflow.MLFlowLogger, points: list[Point]) -> None:
-    from mlflow.entities import Metric
-
-    metrics = [Metric(key=k, value=v, timestamp=t, step=step) for k, v, t, step in points]
-    mlflow.experiment.log_batch(run_id=mlflow.run_id, metrics=metrics)
 
 
 def _hydra_run_name() -> tuple[str | None, dict[str, str]]:
@@ -317,24 +369,49 @@ def _mlflow_loggers(loggers: list[Any]) -> list[MLFlowLogger]:
 
 
 def check_tracking(loggers: list[Any]) -> None:
-    """Stop before training when a tracking server does not answer (MLflow's own client would
-    retry each call for minutes): one line naming the URI and the way out."""
+    """Stop before training unless each tracking server is an MLflow server that answers (MLflow's
+    own client would retry each call for minutes, or fail mid-run on a server of another kind):
+    one line naming the key, the URI and the way out."""
     for logger in _mlflow_loggers(loggers):
         uri = logger.tracking_uri
         if not uri.startswith(REMOTE_SCHEMES):
             continue
-        try:
-            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=PROBE_TIMEOUT_S):
-                pass
-        except urllib.error.HTTPError:
-            pass  # something answers over HTTP: MLflow's client reports the rest
-        except (urllib.error.URLError, OSError) as err:
-            reason = getattr(err, "reason", err)
+        problem = _not_mlflow(uri)
+        if problem:
             raise LrexpError(
-                f"logger.mlflow.tracking_uri={uri}: no tracking server answers ({reason}); "
-                "start it (mlflow server --host HOST --port PORT) or leave the key out for the "
-                "local store under outputs/"
-            ) from None
+                f"logger.mlflow.tracking_uri={uri}: {problem}; start one (mlflow server --host "
+                "HOST --port PORT) and point the key at it, or leave the key out for the local "
+                "store under outputs/"
+            )
+
+
+def _not_mlflow(uri: str) -> str | None:
+    """Why `uri` is not an MLflow tracking server that answers, or None: one call of MLflow's
+    REST API (experiments/search), which only an MLflow server answers with its JSON, with
+    MLflow's own credentials from the environment (MLFLOW_TRACKING_TOKEN, or _USERNAME and
+    _PASSWORD)."""
+    request = urllib.request.Request(f"{uri.rstrip('/')}/{SEARCH_EXPERIMENTS}")
+    token = os.environ.get("MLFLOW_TRACKING_TOKEN")
+    user, password = (os.environ.get(f"MLFLOW_TRACKING_{k}") for k in ("USERNAME", "PASSWORD"))
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    elif user and password:
+        pair = base64.b64encode(f"{user}:{password}".encode()).decode()
+        request.add_header("Authorization", f"Basic {pair}")
+    try:
+        with urllib.request.urlopen(request, timeout=PROBE_TIMEOUT_S) as response:
+            body = response.read(MAX_PROBE_BYTES)
+    except urllib.error.HTTPError as err:
+        return f"no MLflow tracking server answers there (HTTP {err.code} to {SEARCH_EXPERIMENTS})"
+    except (urllib.error.URLError, OSError) as err:
+        return f"no tracking server answers ({getattr(err, 'reason', err)})"
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict) or not answer.keys() <= SEARCH_EXPERIMENTS_KEYS:
+        return f"the server there is not an MLflow tracking server (it answered {body[:40]!r})"
+    return None
 
 
 def log_artifacts(loggers: list[Any], run_dir: Path, best_checkpoint: str | None) -> None:

@@ -15,10 +15,9 @@ from lrexp.checkpoints import (
 from lrexp.cli import entry_point, run_as_command
 from lrexp.config import check_config
 from lrexp.errors import LrexpError
-from lrexp.experiment import build_experiment, check_launcher, fit, score_best
+from lrexp.experiment import build_experiment, check_trainer, finish, fit, score_best
 from lrexp.path import fit_path, write_path
-from lrexp.rundir import finish, save_run_config, start_run
-from lrexp.tracking import check_tracking
+from lrexp.rundir import save_run_config, start_run
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -32,8 +31,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             "path's best model with model.C=<its path/best_C> ckpt_path=..."
         )
     datamodule, model, trainer = build_experiment(cfg)
-    check_launcher(trainer)
-    check_tracking(trainer.loggers)  # a tracking server that is down stops the run here
+    check_trainer(trainer)  # a tracking server that is down stops the run here
     continuing = continues_run(ckpt_path, run_dir)
     if trainer.is_global_zero:
         # The checkpoint is read before the run dir is touched: a bad file stops here.
@@ -49,8 +47,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if path is not None and trainer.is_global_zero:
         rows, weights, best_C = path
         metrics["path/best_C"] = best_C
-        names = getattr(datamodule, "feature_names", None)
-        write_path(run_dir, rows, weights, names, best_C, trainer.loggers)
+        write_path(run_dir, rows, weights, datamodule.weight_names(), best_C, trainer.loggers)
     if continuing and trainer.is_global_zero:
         save_run_config(run_dir, cfg)  # the resumed run's config replaces the earlier one now
     lines = {"best checkpoint:": best or "-"}

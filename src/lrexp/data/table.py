@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import numpy as np
@@ -24,6 +24,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor, nn
 
 from lrexp.data.batches import SplitLoaders
+from lrexp.data.extras import Fitted, RunExtras
 from lrexp.data.labels import log_balance, stratified_split
 from lrexp.data.table_columns import category_codes, column_kind
 from lrexp.data.table_file import TableColumns, TableFile
@@ -37,13 +38,16 @@ from lrexp.data.table_labels import (
 from lrexp.data.table_preprocessing import TablePreprocessing, learn_state
 from lrexp.errors import LrexpError
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 log = logging.getLogger(__name__)
 
 MISSING_POLICIES = ("error", "mean", "drop")
 PREPROCESS_ROWS = 2**16
 
 
-class TableDataModule(SplitLoaders, L.LightningDataModule):
+class TableDataModule(RunExtras, SplitLoaders, L.LightningDataModule):
     """A table file → seeded stratified train/val/test splits of standardised, one-hot features.
 
     All preprocessing state (columns, their kinds, categories, statistics, imputation values and
@@ -103,6 +107,9 @@ class TableDataModule(SplitLoaders, L.LightningDataModule):
         numeric = [c for c, k in zip(self.columns, kinds, strict=True) if k == "numeric"]
         onehot = [f"{c}={v}" for c in self.columns if c in categories for v in categories[c]]
         return numeric + onehot
+
+    def weight_names(self) -> list[str]:
+        return self.feature_names
 
     @property
     def in_features(self) -> int:
@@ -409,3 +416,20 @@ class TableDataModule(SplitLoaders, L.LightningDataModule):
             )
         else:
             log.info(f"data.target={self.hparams.target!r}: classes {names} ({rule})")
+
+    # --- what a table adds to a run (lrexp.data.extras) ----------------------------------------
+
+    def run_figures(self, fitted: Fitted) -> dict[str, Figure]:
+        """The test split's figures and the largest coefficients by feature name."""
+        from lrexp.coefficients import coefficient_rows
+        from lrexp.plots import coefficients
+
+        rows = coefficient_rows(fitted.weight, self.feature_names, self.label_names)
+        return {"coefficients": coefficients(rows)} | super().run_figures(fitted)
+
+    def run_files(self, fitted: Fitted) -> dict[str, bytes]:
+        """coefficients.csv: each feature's weight and odds ratio."""
+        from lrexp.coefficients import COEFFICIENTS_FILE, coefficient_rows, coefficients_csv
+
+        rows = coefficient_rows(fitted.weight, self.feature_names, self.label_names)
+        return {COEFFICIENTS_FILE: coefficients_csv(rows)}

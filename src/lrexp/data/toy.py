@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import torch
@@ -11,10 +12,16 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from lrexp.data.batches import tensor_loader
+from lrexp.data.extras import Fitted, RunExtras
 from lrexp.errors import LrexpError
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
-class ToyDataModule(L.LightningDataModule):
+LECTURE_HOURS = 4.0  # the lecture asks for P(pass) after this many hours of study
+
+
+class ToyDataModule(RunExtras, L.LightningDataModule):
     """Hours → pass/fail, served as one full batch (the lecture trains on all points at once)
     unless `batch_size` asks for minibatches (taken in order, so a sweep over it stays exact).
 
@@ -94,7 +101,20 @@ class ToyDataModule(L.LightningDataModule):
             ) from None
         return [str(h) for h in hours], torch.tensor(hours).unsqueeze(1)
 
+    def run_metrics(self, fitted: Fitted) -> dict[str, float]:
+        """The lecture's answer: the weight and bias, P(pass | 4 hours) and the 50 % boundary
+        in hours."""
+        w, b = fitted.weight.item(), fitted.bias.item()
+        return {
+            "w": w,
+            "b": b,
+            "p_pass_at_4h": 1 / (1 + math.exp(-(LECTURE_HOURS * w + b))),
+            "boundary_h": -b / w if w != 0 else math.nan,
+        }
 
-def is_toy(datamodule: object) -> bool:
-    """Whether a run is on the lecture's data (its summary answers the lecture's question)."""
-    return isinstance(datamodule, ToyDataModule)
+    def run_figures(self, fitted: Fitted) -> dict[str, Figure]:
+        """The lecture's picture alone: the decision curve over the data points."""
+        from lrexp.plots import decision_curve
+
+        w, b = fitted.weight.item(), fitted.bias.item()
+        return {"decision_curve": decision_curve(w, b, self.hparams.hours, self.hparams.passed)}

@@ -14,15 +14,19 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import torch
 from torch import Tensor, nn
 
 from lrexp.data.batches import SplitLoaders
+from lrexp.data.extras import Fitted, RunExtras
 from lrexp.data.labels import log_balance, stratified_split
 from lrexp.errors import LrexpError
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +120,7 @@ def flat_features(images: Tensor) -> Tensor:
     return images.flatten(1).float().div_(255)
 
 
-class VisionDataModule(SplitLoaders, L.LightningDataModule):
+class VisionDataModule(RunExtras, SplitLoaders, L.LightningDataModule):
     """Base for the image DataModules; a subclass says how to read its torchvision dataset.
 
     Two labels: label 1 is the classes of `positive`, label 0 those of `negative` (null: every
@@ -142,12 +146,9 @@ class VisionDataModule(SplitLoaders, L.LightningDataModule):
         download: bool = False,
         seed: int | None = 0,
         minibatches_per_step: int = 64,
-        batches_per_fetch: int | None = None,
     ) -> None:
         super().__init__()
-        if batches_per_fetch is not None:  # the key's earlier name
-            minibatches_per_step = batches_per_fetch
-        self.save_hyperparameters(logger=False, ignore="batches_per_fetch")
+        self.save_hyperparameters(logger=False)
         self.minibatches_per_step = minibatches_per_step
         if classes is not None:
             if positive is not None or negative is not None:
@@ -307,6 +308,19 @@ class VisionDataModule(SplitLoaders, L.LightningDataModule):
         """Keep a split and log its class balance."""
         self.splits[split] = (images, labels)
         log_balance(split, labels, self.label_names)
+
+    def run_figures(self, fitted: Fitted) -> dict[str, Figure]:
+        """The test split's figures, the weights as images and the surest mistakes."""
+        from lrexp.plots import confidently_wrong, weight_map, weight_templates
+
+        names = list(self.label_names)
+        if fitted.test_probs.dim() == 1:
+            weights = weight_map(fitted.weight[0], self.image_shape, names)
+        else:
+            weights = weight_templates(fitted.weight, self.image_shape, names)
+        images, labels = self.splits["test"]
+        wrong = confidently_wrong(images, labels, fitted.test_probs, fitted.test_predicted, names)
+        return super().run_figures(fitted) | {"weights": weights, "confidently_wrong": wrong}
 
     def _labelled(self, train: bool) -> tuple[Tensor, Tensor]:
         images, targets = self.read_split(train)
