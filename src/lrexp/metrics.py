@@ -8,8 +8,10 @@ of the whole split.
 A metric that the split cannot measure is left out, never reported as a number, and the run
 logs one warning saying why: on a split without rows, all of them; AUROC needs every label among
 the split's rows (both, for two); F1 needs a positive row or prediction (two labels); a class's
-accuracy needs rows of that class; and any value that comes out inf or NaN (a loss on
-overflowing features) is left out too, so metrics.json stays strict JSON.
+accuracy needs rows of that class. A score that comes out inf or NaN is left out too; a loss
+that overflows (the weights of a diverging run) stays in what the checkpoint and early-stopping
+callbacks see while fitting, where inf compares as the worst, and is left out of the loggers
+and of the stand-alone validate and test that give metrics.json, so that file stays strict JSON.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from torchmetrics.utilities import dim_zero_sum
 from lrexp.lightning_fast import publish_to_trainer
 
 log = logging.getLogger(__name__)
+
+NOT_FINITE = "its value is not finite (inf or NaN)"
 
 STAGES = ("train", "val", "test")
 
@@ -88,8 +92,8 @@ class EpochMetrics(nn.Module):
         )
         self.losses = nn.ModuleDict({f"{s}/": MeanMetric() for s in STAGES})
         self.counts = nn.ModuleDict({f"{s}/": LabelCounts(num_classes) for s in STAGES})
-        # (stage, metric, reason) already logged: one warning each, not one per epoch.
-        self.warned: set[tuple[str, str, str]] = set()
+        # (metric, reason) already logged: one warning each, not one per epoch.
+        self.warned: set[tuple[str, str]] = set()
 
     def update(self, stage: str, probs: Tensor, y: Tensor, losses: Tensor, sizes: Tensor) -> None:
         self.scores[f"{stage}/"].update(probs, y)
@@ -125,13 +129,22 @@ class EpochMetrics(nn.Module):
             accs = per_class.tolist()
             floats |= {f"{stage}/acc/{n}": a for n, a in zip(self.class_names, accs, strict=True)}
         left_out = {f"{stage}/{name}": why for name, why in unmeasurable.items()}
-        left_out |= {k: "it is not finite" for k, v in floats.items() if not math.isfinite(v)}
+        loss = f"{stage}/loss"
+        left_out |= {k: NOT_FINITE for k, v in floats.items() if k != loss and not math.isfinite(v)}
+        return self._without(floats, left_out)
+
+    def finite(self, values: dict[str, float]) -> dict[str, float]:
+        """`values` without those that are inf or NaN (a warning each, once)."""
+        return self._without(
+            values, {k: NOT_FINITE for k, v in values.items() if not math.isfinite(v)}
+        )
+
+    def _without(self, values: dict[str, float], left_out: dict[str, str]) -> dict[str, float]:
         for key, why in left_out.items():
-            floats.pop(key, None)
-            if (stage, key, why) not in self.warned:
-                self.warned.add((stage, key, why))
-                log.warning(f"{key} is left out: {why}")
-        return floats
+            if (key, why) not in self.warned:
+                self.warned.add((key, why))
+                log.warning(f"{key} is left out of the metrics: {why}")
+        return {k: v for k, v in values.items() if k not in left_out}
 
     def _unmeasurable(self, targets: list[int], predicted: list[int]) -> dict[str, str]:
         """The metrics (and per-class accuracies) the split cannot measure, and why."""
@@ -154,6 +167,9 @@ def publish(module: L.LightningModule, stage: str, values: dict[str, float], fas
     the loggers, with the epoch as x axis. A stand-alone validate() (the best checkpoint
     re-scored for metrics.json) adds no point to the curves."""
     trainer = module.trainer
+    finite = module.metrics.finite(values)
+    if trainer.state.fn != TrainerFn.FITTING:
+        values = finite
     # The bar shows the stage's headline values, not the per-class ones (<stage>/acc/<class>).
     shown = {k: v for k, v in values.items() if stage != "test" and k.count("/") == 1}
     if fast:
@@ -164,4 +180,4 @@ def publish(module: L.LightningModule, stage: str, values: dict[str, float], fas
     if trainer.state.fn == TrainerFn.VALIDATING:
         return
     for logger in module.loggers:
-        logger.log_metrics(values, step=module.current_epoch)
+        logger.log_metrics(finite, step=module.current_epoch)
