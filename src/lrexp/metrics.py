@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from collections.abc import Sequence
 
 import lightning as L
@@ -119,7 +120,10 @@ class EpochMetrics(nn.Module):
             if unmeasurable.keys() >= {"acc", "auroc", "f1", "ece"}:  # no rows: nothing to compute
                 collection.reset()
             else:
-                computed = collection.compute()
+                with warnings.catch_warnings():
+                    if unmeasurable:  # this module's warning says why; torchmetrics' adds a 0
+                        warnings.simplefilter("ignore", UserWarning)
+                    computed = collection.compute()
                 collection.reset()
                 per_class = computed.pop("class_acc", None)
                 values |= {f"{stage}/{name}": value for name, value in computed.items()}

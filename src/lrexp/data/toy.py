@@ -107,7 +107,7 @@ def _check_hours(key: str, hours: Sequence[float]) -> None:
     if any(not math.isfinite(h) for h in hours):
         raise LrexpError(
             f"{key}={list(hours)}: every number of hours must be finite (no inf or nan), "
-            "e.g. [1.0,2.0,3.0]"
+            f"e.g. {key}=[1.0,2.0,3.0]"
         )
 
 
