@@ -66,6 +66,8 @@ def site(tmp_path_factory: pytest.TempPathFactory, trained_toy: Path) -> Path:
     (root / "header.csv").write_text("a,b,c,y\n")
     (root / "folder.csv").mkdir()
     (root / "semicolons.csv").write_text(base.read_text().replace(",", ";"))
+    latin1 = "a,b,c,y\n" + "".join(f"caf\xe9,{i},{i},{i % 2}\n" for i in range(40))
+    (root / "latin1.csv").write_bytes(latin1.encode("latin-1"))
     write_csv(root / "inf.csv", with_cell(table(), "a", [5, 7], "inf"))
     write_csv(root / "overflow.csv", with_cell(table(), "b", [3], "1e40"))
     write_csv(root / "blank.csv", with_cell(table(), "a", [3], ""))
@@ -122,7 +124,12 @@ CASES = [
     ("missing values", "train", [*TABLE, "data.path={site}/blank.csv"], "'a' (1)"),
     ("missing values", "predict", [CKPT, "inputs={site}/new_blank.csv"], "++data.missing=mean"),
     ("missing values", "eval", [CKPT, "++data.test_path={site}/blank.csv"], "++data.missing"),
+    ("unreadable", "train", [*TABLE, "data.path={site}/latin1.csv"], "not UTF-8"),
+    ("unreadable", "eval", ["ckpt_path={site}/run"], "did you mean ckpt_path={site}/run/checkp"),
     ("config", "train", [*TABLE, "model.scheduler=plateau", "data.val_fraction=0"], "val/loss"),
+    ("config", "train", [*TABLE, "data.features=[a,b,a]"], "data.features lists ['a']"),
+    ("config", "train", [*TABLE, "data.delimiter=';;'"], "give one character"),
+    ("config", "predict", [TOY_CKPT, "inputs=[]"], "inputs=[] is empty"),
 ]
 
 

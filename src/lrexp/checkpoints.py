@@ -65,6 +65,18 @@ def checkpoint_path(cfg: DictConfig, command: str) -> Path:
             "ckpt_path=outputs/DATE/TIME/checkpoints/last.ckpt"
         )
     path = Path(cfg.ckpt_path)
+    if path.is_dir():
+        inside = [
+            p for p in (path / "last.ckpt", path / CHECKPOINT_DIR / "last.ckpt") if p.is_file()
+        ]
+        raise LrexpError(
+            f"ckpt_path={cfg.ckpt_path} is a directory; "
+            + (
+                f"did you mean ckpt_path={inside[0]}?"
+                if inside
+                else "give the path of a .ckpt file"
+            )
+        )
     if not path.is_file():
         raise LrexpError(f"ckpt_path={cfg.ckpt_path}: no such file; give the path of a .ckpt file")
     return path

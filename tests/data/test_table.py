@@ -128,9 +128,7 @@ def test_standardisation_uses_the_training_split_only(tmp_path: Path) -> None:
     torch.testing.assert_close(x.mean(0), torch.zeros(13), atol=1e-5, rtol=0)
     torch.testing.assert_close(x.std(0, unbiased=False), torch.ones(13), atol=1e-5, rtol=0)
     shift = (features(b, "test") - features(a, "test"))[:, 0]
-    torch.testing.assert_close(
-        shift, torch.full((len(held),), 100.0) / a.state["scale"][0].float()
-    )
+    torch.testing.assert_close(shift, torch.full((len(held),), 100.0) / a.state["scale"][0].float())
 
 
 def test_a_constant_column_keeps_scale_1_and_normalize_false_keeps_values(tmp_path: Path) -> None:
@@ -377,6 +375,15 @@ def test_bad_input_is_one_line_naming_the_file_or_column(case: str, tmp_path: Pa
     with pytest.raises(LrexpError, match=match) as err:
         fitted(path, **{"target": "target", **hparams})
     assert "\n" not in str(err.value)
+
+
+def test_numeric_column_names_match_as_text(tmp_path: Path) -> None:
+    """Hydra reads data.target=3 and data.features=[0,1] as numbers; column names are text."""
+    path = tmp_path / "numbered.csv"
+    rows = [f"{i * 0.5},{(i * 7) % 5},{i % 3},{i % 2}" for i in range(40)]
+    path.write_text("0,1,2,3\n" + "\n".join(rows) + "\n")
+    datamodule = fitted(path, target=3, features=[0, 1])
+    assert datamodule.columns == ["0", "1"] and datamodule.hparams.target == "3"
 
 
 def test_a_delimiter_can_be_given(tmp_path: Path) -> None:

@@ -71,11 +71,23 @@ class TableDataModule(SplitLoaders, L.LightningDataModule):
         batches_per_fetch: int | None = None,
     ) -> None:
         super().__init__()
+        # Column names are text; Hydra reads data.target=1 or data.features=[0,1] as numbers.
+        target = str(target)
+        if features is not None and not isinstance(features, str):
+            features = [str(f) for f in features]
         self.save_hyperparameters(logger=False)
         if missing not in MISSING_POLICIES:
             raise LrexpError(f"data.missing={missing!r}: use one of {', '.join(MISSING_POLICIES)}")
+        if delimiter is not None and (not isinstance(delimiter, str) or len(delimiter) != 1):
+            raise LrexpError(
+                f"data.delimiter={delimiter!r}: give one character, e.g. data.delimiter=';'"
+            )
         if features is not None and not list(features):
             raise LrexpError("data.features is empty: list feature columns, or null for all")
+        if features is not None and (
+            twice := sorted({f for f in features if list(features).count(f) > 1})
+        ):
+            raise LrexpError(f"data.features lists {twice} more than once: list each column once")
         for key, fraction in (("test_fraction", test_fraction), ("val_fraction", val_fraction)):
             if not 0 <= fraction < 1:
                 raise LrexpError(f"data.{key}={fraction}: use a share in [0, 1)")

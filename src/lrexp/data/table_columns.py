@@ -19,6 +19,11 @@ def column_kind(kind: pa.DataType, name: str, path: str) -> str:
     value_type = kind.value_type if pa.types.is_dictionary(kind) else kind
     if pa.types.is_string(value_type) or pa.types.is_large_string(value_type):
         return "categorical"
+    if pa.types.is_binary(value_type) or pa.types.is_large_binary(value_type):
+        raise LrexpError(
+            f"{path}: column {name!r} holds text that is not UTF-8 (Latin-1, say): save the file "
+            "as UTF-8, or leave the column out with data.features"
+        )
     if pa.types.is_null(value_type):
         raise LrexpError(
             f"{path}: column {name!r} has no values at all; leave it out with data.features"
