@@ -8,6 +8,7 @@ only), so a crafted file is refused, not run.
 from __future__ import annotations
 
 import importlib
+import inspect
 import pickle
 import re
 from pathlib import Path
@@ -64,6 +65,18 @@ def checkpoint_path(cfg: DictConfig, command: str) -> Path:
             "ckpt_path=outputs/DATE/TIME/checkpoints/last.ckpt"
         )
     path = Path(cfg.ckpt_path)
+    if path.is_dir():
+        inside = [
+            p for p in (path / "last.ckpt", path / CHECKPOINT_DIR / "last.ckpt") if p.is_file()
+        ]
+        raise LrexpError(
+            f"ckpt_path={cfg.ckpt_path} is a directory; "
+            + (
+                f"did you mean ckpt_path={inside[0]}?"
+                if inside
+                else "give the path of a .ckpt file"
+            )
+        )
     if not path.is_file():
         raise LrexpError(f"ckpt_path={cfg.ckpt_path}: no such file; give the path of a .ckpt file")
     return path
@@ -93,10 +106,16 @@ def load_checkpoint(path: str | Path, key: str = "ckpt_path") -> dict[str, Any]:
 
 
 def check_checkpoint_fits(
-    checkpoint: dict[str, Any], model: nn.Module, path: str | Path, key: str = "ckpt_path"
+    checkpoint: dict[str, Any],
+    model: nn.Module,
+    path: str | Path,
+    datamodule: L.LightningDataModule | None = None,
+    key: str = "ckpt_path",
 ) -> None:
     """Stop before training if the checkpoint's tensors do not fit the configured model, e.g. a
-    model trained on 784 features (MNIST) resumed or tested with data=toy (1 feature)."""
+    model trained on 784 features (MNIST) resumed or tested with data=toy (1 feature); with the
+    set-up `datamodule` (a resume), also if its data are not those the checkpoint was trained
+    on (`check_same_data`)."""
     expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
     found = {name: tuple(t.shape) for name, t in checkpoint["state_dict"].items()}
     if found.keys() != expected.keys():
@@ -110,6 +129,54 @@ def check_checkpoint_fits(
                 f"the model here needs {list(shape)} (features and classes come from the data "
                 "config): pass the data config the checkpoint was trained with"
             )
+    if datamodule is not None:
+        check_same_data(checkpoint, datamodule, path, key)
+
+
+def check_same_data(
+    checkpoint: dict[str, Any], datamodule: L.LightningDataModule, path: str | Path, key: str
+) -> None:
+    """A resume goes on training the checkpoint's weights, which mean something only on the data
+    they were trained on: the same DataModule class, eval's rule (features, classes,
+    normalize) and the same learned state (a table's columns, kinds, categories, labels and
+    training statistics), which Lightning would otherwise load over this run's own."""
+    cls = type(datamodule)
+    name = f"{cls.__module__}.{cls.__qualname__}"
+    trained = checkpoint.get(DATAMODULE_CLASS_KEY)
+    if trained is not None and trained != name:
+        raise LrexpError(
+            f"{key}={path} was trained on {trained} data, this config gives {name}: pass the "
+            "data config it was trained with, or start a new run without ckpt_path"
+        )
+    saved = checkpoint.get(DATAMODULE_HPARAMS_KEY, {})
+    hp = checkpoint.get("hyper_parameters", {})
+    _check_compatible(datamodule, hp, saved, Path(path), "or start a new run without ckpt_path")
+    state, ours = checkpoint.get(cls.__qualname__) or {}, datamodule.state_dict()
+    # In the state's own order: what the data are (columns, labels) before their statistics.
+    for entry in [*state, *(k for k in ours if k not in state)]:
+        if not _same(state.get(entry), ours.get(entry)):
+            raise LrexpError(
+                f"{key}={path} was trained on other data: its {entry!r} is "
+                f"{_shown(state.get(entry))}, these data give {_shown(ours.get(entry))} (a "
+                "changed file, split or seed changes them); resume with the data it was trained "
+                "on, or start a new run without ckpt_path"
+            )
+
+
+def _same(a: object, b: object) -> bool:
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        return (
+            isinstance(a, torch.Tensor)
+            and isinstance(b, torch.Tensor)
+            and a.shape == b.shape
+            and torch.equal(a.cpu().to(b.dtype), b.cpu())
+        )
+    return a == b
+
+
+def _shown(value: object) -> str:
+    text = repr(value.tolist() if isinstance(value, torch.Tensor) else value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def restore(cfg: DictConfig, path: Path) -> tuple[L.LightningModule, L.LightningDataModule]:
@@ -125,13 +192,31 @@ def restore(cfg: DictConfig, path: Path) -> tuple[L.LightningModule, L.Lightning
         raise LrexpError(f"ckpt_path={path} is not an lrexp checkpoint ({err!r})") from None
     model.eval()
     saved = checkpoint.get(DATAMODULE_HPARAMS_KEY, {})
-    given = cfg.get("data") is not None
-    datamodule = build(cfg.data, "data") if given else _datamodule_class(checkpoint, path)(**saved)
+    data = cfg.get("data")
+    if data is not None and "_target_" in data:
+        datamodule = build(data, "data")
+    else:
+        # No data=NAME: the checkpoint's own data, with any ++data.KEY=VALUE given over them.
+        changes = OmegaConf.to_container(data, resolve=True) if data is not None else {}
+        datamodule = _rebuilt_datamodule(_datamodule_class(checkpoint, path), saved, changes)
     if state := checkpoint.get(type(datamodule).__qualname__):
         datamodule.load_state_dict(state)
-    if given:
-        _check_compatible(datamodule, model, saved, path)
+    if data is not None:
+        _check_compatible(datamodule, model.hparams, saved, path)
     return model, datamodule
+
+
+def _rebuilt_datamodule(
+    cls: type[L.LightningDataModule], saved: dict[str, Any], changes: dict[str, Any]
+) -> L.LightningDataModule:
+    """The training run's DataModule, with `changes` (++data.KEY=VALUE) over its settings."""
+    options = inspect.signature(cls).parameters
+    if unknown := sorted(set(changes) - set(options)):
+        raise LrexpError(
+            f"data.{unknown[0]} is not a setting of this checkpoint's data ({cls.__name__}); "
+            f"its settings: {', '.join(n for n in options if n not in ('self', 'kwargs'))}"
+        )
+    return cls(**(dict(saved) | changes))
 
 
 def _datamodule_class(checkpoint: dict[str, Any], path: Path) -> type[L.LightningDataModule]:
@@ -154,25 +239,30 @@ def _datamodule_class(checkpoint: dict[str, Any], path: Path) -> type[L.Lightnin
 
 
 def _check_compatible(
-    datamodule: L.LightningDataModule, model: L.LightningModule, saved: dict, path: Path
+    datamodule: L.LightningDataModule,
+    hp: dict[str, Any],
+    saved: dict,
+    path: Path,
+    otherwise: str = "or leave data= out",
 ) -> None:
-    """Given data must give the model's features and classes, preprocessed as in training."""
-    hp = model.hparams
-    if datamodule.in_features != hp.in_features:
+    """Given data must give the model's features and classes (`hp`: the model's
+    hyper-parameters), preprocessed as in training (`saved`: the DataModule's); `otherwise` is
+    the message's other way out."""
+    if datamodule.in_features != hp.get("in_features"):
         raise LrexpError(
-            f"ckpt_path={path} takes {hp.in_features} features but this data config "
-            f"gives {datamodule.in_features}: choose the data it was trained on, or leave data= out"
+            f"ckpt_path={path} takes {hp.get('in_features')} features but this data config "
+            f"gives {datamodule.in_features}: choose the data it was trained on, {otherwise}"
         )
     trained = list(hp.get("class_names") or [])
     given = list(datamodule.label_names)
     if trained and given != trained:
         raise LrexpError(
             f"data.classes: ckpt_path={path} was trained on classes {trained}, this data config "
-            f"gives {given}: choose the same classes, or leave data= out"
+            f"gives {given}: choose the same classes, {otherwise}"
         )
     normalize = datamodule.hparams.get("normalize")
     if normalize != saved.get("normalize"):
         raise LrexpError(
             f"data.normalize={normalize} but ckpt_path={path} was trained with "
-            f"data.normalize={saved.get('normalize')}: set it the same"
+            f"data.normalize={saved.get('normalize')}: set it the same, {otherwise}"
         )

@@ -67,6 +67,12 @@ def check_config(cfg: DictConfig) -> None:
     val_fraction = data.get("val_fraction")
     if val_fraction is not None and (not _is_number(val_fraction) or not 0 <= val_fraction < 1):
         raise _fail("data.val_fraction", val_fraction, "a number in [0, 1), e.g. 0.1")
+    steps_on_val = model.get("scheduler") == "plateau" and model.get("optimizer") != "lbfgs"
+    if val_fraction == 0 and steps_on_val:
+        raise LrexpError(
+            "model.scheduler=plateau steps on val/loss, and data.val_fraction=0 leaves no "
+            "validation rows: set data.val_fraction=0.1, or another model.scheduler"
+        )
 
     trainer = cfg.get("trainer") or {}
     max_epochs = trainer.get("max_epochs")

@@ -35,6 +35,8 @@ def predict(cfg: DictConfig) -> list[list[str | float | int]]:
             "inputs is missing: inputs=[4.0,5.5] (toy hours), inputs=PATH_OR_GLOB (images) or "
             "inputs=FILE.csv (table rows)"
         )
+    if isinstance(cfg.inputs, ListConfig) and not cfg.inputs:
+        raise LrexpError("inputs=[] is empty: give at least one input, e.g. inputs=[4.0,5.5]")
     model, datamodule = restore(cfg, path)
     inputs = (
         OmegaConf.to_container(cfg.inputs) if isinstance(cfg.inputs, ListConfig) else cfg.inputs

@@ -36,7 +36,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if trainer.is_global_zero:
         # The checkpoint is read before the run dir is touched: a bad file stops here.
         if ckpt_path is not None:
-            check_checkpoint_fits(load_checkpoint(ckpt_path), model, ckpt_path)
+            check_checkpoint_fits(load_checkpoint(ckpt_path), model, ckpt_path, datamodule)
         start_run(run_dir, cfg, continuing)
 
     path = None

@@ -112,14 +112,15 @@ def test_labels_and_features_have_the_contracts_types(tmp_path: Path) -> None:
 
 def test_standardisation_uses_the_training_split_only(tmp_path: Path) -> None:
     table = wine_frame()
-    test_a, test_b = table.iloc[:40].copy(), table.iloc[:40].copy()
+    held = table.index[::4]  # every 4th row: the test files hold every class (wine is sorted)
+    test_a, test_b = table.loc[held].copy(), table.loc[held].copy()
     test_b["alcohol"] += 100.0  # a test file far off the training data
-    train = write(table.iloc[40:], tmp_path / "train.csv")
+    train = write(table.drop(held), tmp_path / "train.csv")
     a = fitted(train, test_path=str(write(test_a, tmp_path / "a.csv")))
     b = fitted(train, test_path=str(write(test_b, tmp_path / "b.csv")))
     assert torch.equal(a.state["mean"], b.state["mean"])
     assert torch.equal(features(a, "train"), features(b, "train"))
-    rows = table.iloc[40:].iloc[a.split_rows["train"]].drop(columns="target").to_numpy()
+    rows = table.drop(held).iloc[a.split_rows["train"]].drop(columns="target").to_numpy()
     rows = rows.astype(np.float32).astype(np.float64)  # the statistics of the raw float32 values
     np.testing.assert_allclose(a.state["mean"].numpy(), rows.mean(0), rtol=1e-12)
     np.testing.assert_allclose(a.state["scale"].numpy(), rows.std(0), rtol=1e-12)
@@ -127,7 +128,7 @@ def test_standardisation_uses_the_training_split_only(tmp_path: Path) -> None:
     torch.testing.assert_close(x.mean(0), torch.zeros(13), atol=1e-5, rtol=0)
     torch.testing.assert_close(x.std(0, unbiased=False), torch.ones(13), atol=1e-5, rtol=0)
     shift = (features(b, "test") - features(a, "test"))[:, 0]
-    torch.testing.assert_close(shift, torch.full((40,), 100.0) / a.state["scale"][0].float())
+    torch.testing.assert_close(shift, torch.full((len(held),), 100.0) / a.state["scale"][0].float())
 
 
 def test_a_constant_column_keeps_scale_1_and_normalize_false_keeps_values(tmp_path: Path) -> None:
@@ -376,10 +377,19 @@ def test_bad_input_is_one_line_naming_the_file_or_column(case: str, tmp_path: Pa
     assert "\n" not in str(err.value)
 
 
+def test_numeric_column_names_match_as_text(tmp_path: Path) -> None:
+    """Hydra reads data.target=3 and data.features=[0,1] as numbers; column names are text."""
+    path = tmp_path / "numbered.csv"
+    rows = [f"{i * 0.5},{(i * 7) % 5},{i % 3},{i % 2}" for i in range(40)]
+    path.write_text("0,1,2,3\n" + "\n".join(rows) + "\n")
+    datamodule = fitted(path, target=3, features=[0, 1])
+    assert datamodule.columns == ["0", "1"] and datamodule.hparams.target == "3"
+
+
 def test_a_delimiter_can_be_given(tmp_path: Path) -> None:
     path = tmp_path / "semicolon.csv"
     path.write_text("a;b;target\n1;2;0\n3;4;1\n5;6;0\n7;8;1\n")
-    datamodule = fitted(path, delimiter=";", test_fraction=0.0, val_fraction=0.0)
+    datamodule = fitted(path, delimiter=";", test_path=str(path), val_fraction=0.0)
     assert datamodule.columns == ["a", "b"] and len(datamodule.splits["train"][1]) == 4
 
 

@@ -94,7 +94,7 @@ def test_classes_and_positive_together_are_refused() -> None:
 
 
 def test_k_classes_get_labels_names_and_counts() -> None:
-    dm = Squares3("unused", classes=["c", "a", "b"], val_fraction=0.25)
+    dm = Squares3("unused", classes=["c", "a", "b"], val_fraction=0.5)  # 2 or 3 images a class
     dm.setup("fit")
     assert dm.num_classes == 3 and dm.label_names == ["c", "a", "b"]
     _, labels = dm.splits["train"]

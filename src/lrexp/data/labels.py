@@ -1,5 +1,6 @@
-"""Labelled splits shared by the DataModules: the seeded stratified split and the log line that
-says each split's class balance (it tells what an accuracy is worth)."""
+"""Labelled splits shared by the DataModules: the seeded stratified split, the check that every
+split holds every label (AUROC and F1 cannot be measured on a split without one), and the log
+line that says each split's class balance (it tells what an accuracy is worth)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from collections.abc import Sequence
 import torch
 from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor
+
+from lrexp.errors import LrexpError
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +28,44 @@ def stratified_split(labels: Tensor, val_fraction: float, seed: int) -> tuple[Te
         val.append(idx[:n_val])
         train.append(idx[n_val:])
     return torch.cat(train).sort().values, torch.cat(val).sort().values
+
+
+def rows_needed(fractions: Sequence[float]) -> int:
+    """The fewest rows of a label for which `stratified_split` with each of `fractions` in turn
+    (held out of what the one before kept) leaves some rows in every part."""
+    n = 1
+    while True:
+        rest, every = n, True
+        for fraction in fractions:
+            held = round(fraction * rest)
+            every &= held >= 1
+            rest -= held
+        if every and rest >= 1:
+            return n
+        n += 1
+
+
+def split_label_check(
+    labels: Tensor,
+    parts: dict[str, Tensor],
+    names: Sequence[str],
+    source: str,
+    fractions: dict[str, float],
+) -> None:
+    """Stop where a label that `labels` holds is absent from a part of its split (a class of one
+    row leaves validation without it); `parts` maps each part's name to its labels, `fractions`
+    the keys of the shares held out in turn (data.test_fraction, data.val_fraction) to theirs."""
+    total = torch.bincount(labels, minlength=len(names))
+    for name, part in parts.items():
+        present = torch.bincount(part, minlength=len(names))
+        for label in ((total > 0) & (present == 0)).nonzero().flatten().tolist():
+            shares = " and ".join(f"{key}={value}" for key, value in fractions.items())
+            raise LrexpError(
+                f"{source}: label {label} ({names[label]}) has {int(total[label])} row(s), so the "
+                f"{name} split gets none; {shares} need at least "
+                f"{rows_needed(list(fractions.values()))} rows of every label. Add rows of that "
+                "label, or choose the labels with data.positive or data.classes"
+            )
 
 
 @rank_zero_only

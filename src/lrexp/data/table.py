@@ -25,8 +25,8 @@ from torch import Tensor, nn
 
 from lrexp.data.batches import SplitLoaders
 from lrexp.data.extras import Fitted, RunExtras
-from lrexp.data.labels import log_balance, stratified_split
-from lrexp.data.table_columns import category_codes, column_kind
+from lrexp.data.labels import log_balance, split_label_check, stratified_split
+from lrexp.data.table_columns import category_codes, check_finite, column_kind
 from lrexp.data.table_file import TableColumns, TableFile
 from lrexp.data.table_labels import (
     Spec,
@@ -75,14 +75,31 @@ class TableDataModule(RunExtras, SplitLoaders, L.LightningDataModule):
         batches_per_fetch: int | None = None,
     ) -> None:
         super().__init__()
+        # Column names are text; Hydra reads data.target=1 or data.features=[0,1] as numbers.
+        target = str(target)
+        if features is not None and not isinstance(features, str):
+            features = [str(f) for f in features]
         self.save_hyperparameters(logger=False)
         if missing not in MISSING_POLICIES:
             raise LrexpError(f"data.missing={missing!r}: use one of {', '.join(MISSING_POLICIES)}")
+        if delimiter is not None and (not isinstance(delimiter, str) or len(delimiter) != 1):
+            raise LrexpError(
+                f"data.delimiter={delimiter!r}: give one character, e.g. data.delimiter=';'"
+            )
         if features is not None and not list(features):
             raise LrexpError("data.features is empty: list feature columns, or null for all")
+        if features is not None and (
+            twice := sorted({f for f in features if list(features).count(f) > 1})
+        ):
+            raise LrexpError(f"data.features lists {twice} more than once: list each column once")
         for key, fraction in (("test_fraction", test_fraction), ("val_fraction", val_fraction)):
             if not 0 <= fraction < 1:
                 raise LrexpError(f"data.{key}={fraction}: use a share in [0, 1)")
+        if test_fraction == 0 and test_path is None:
+            raise LrexpError(
+                "data.test_fraction=0 leaves no test rows (a run tests its best checkpoint): "
+                "use a share in (0, 1), e.g. data.test_fraction=0.2, or give data.test_path"
+            )
         # batches_per_fetch is the earlier name of minibatches_per_step.
         self.minibatches_per_step = batches_per_fetch or minibatches_per_step
         # seed=null: a fresh random split and order for this run.
@@ -133,19 +150,36 @@ class TableDataModule(RunExtras, SplitLoaders, L.LightningDataModule):
     def prepare_data(self) -> None:
         """Fail early, before any trainer starts, when a file is missing."""
         for key in ("path", "test_path"):
-            if self.hparams[key] is not None and not Path(self.hparams[key]).expanduser().is_file():
+            if self.hparams[key] is None:
+                continue
+            path = Path(self.hparams[key]).expanduser()
+            if path.is_dir():
+                raise LrexpError(
+                    f"data.{key}={self.hparams[key]}: is a directory; give a table file"
+                )
+            if not path.is_file():
                 raise LrexpError(f"data.{key}={self.hparams[key]}: no such file")
 
     def setup(self, stage: str) -> None:
         if "train" in self.splits or (stage == "test" and "test" in self.splits):
             return
         hp = self.hparams
+        # How a message's fix sets a data key: train composes data=table; eval and predict may
+        # run on the checkpoint's own data config, which the command line extends with ++.
+        override = "data." if stage == "fit" else "++data."
         # Testing a checkpoint on a separate test file needs nothing from the training file.
         if not (stage == "test" and self.state and hp.test_path is not None):
-            self._setup_from_path(stage)
+            self._setup_from_path(stage, override)
         if hp.test_path is not None and stage in ("fit", "test"):
-            table, columns = self._read(hp.test_path, "data.test_path")
-            rows, labels = self._usable_rows(table, columns, hp.test_path, "data.test_path")
+            key = "data.test_path"
+            table, columns = self._read(hp.test_path, key)
+            rows, labels = self._usable_rows(table, columns, hp.test_path, key, override)
+            counts = np.bincount(labels[rows], minlength=self.num_classes)
+            if absent := [self.label_names[n] for n in np.flatnonzero(counts == 0)]:
+                raise LrexpError(
+                    f"{key}={hp.test_path}: no rows of label(s) {absent} among its {len(rows)} "
+                    "usable rows; AUROC and F1 need every label: give a test file with rows of each"
+                )
             self._add_splits(table, labels, {"test": rows})
         if stage != "test" and (empty := [n for n, c in enumerate(self.class_counts) if c == 0]):
             names = [self.label_names[n] for n in empty]
@@ -154,7 +188,7 @@ class TableDataModule(RunExtras, SplitLoaders, L.LightningDataModule):
                 "check data.target, data.positive/negative/classes and data.missing"
             )
 
-    def _setup_from_path(self, stage: str) -> None:
+    def _setup_from_path(self, stage: str, override: str) -> None:
         """Labels, the seeded split and (unless loaded) the preprocessing state from data.path."""
         hp = self.hparams
         table, columns = self._read(hp.path, "data.path")
@@ -164,7 +198,7 @@ class TableDataModule(RunExtras, SplitLoaders, L.LightningDataModule):
             groups, rule = label_groups(values, hp.positive, hp.negative, hp.classes, hp.target)
             self.state = {"target": hp.target, "label_groups": groups}
             self._log_labels(rule)
-        rows, labels = self._usable_rows(table, columns, hp.path, "data.path")
+        rows, labels = self._usable_rows(table, columns, hp.path, "data.path", override)
         # The same seed gives the same split in training and in eval (which re-reads the file).
         if hp.test_path is None:
             kept, held = stratified_split(
@@ -175,6 +209,7 @@ class TableDataModule(RunExtras, SplitLoaders, L.LightningDataModule):
             torch.from_numpy(labels[rows]), hp.val_fraction, self.seed + 1
         )
         train, val = rows[kept.numpy()], rows[held.numpy()]
+        self._check_split(labels, rows, train, val, test if hp.test_path is None else None)
         if learn:
             self._learn(table, columns, train)
         parts = {"train": train, "val": val} if stage != "test" else {}
@@ -265,7 +300,8 @@ class TableDataModule(RunExtras, SplitLoaders, L.LightningDataModule):
                 f"inputs={path}: lacks feature columns {lacking}; the model needs {self.columns}"
             )
         table = file.read(self.columns, text=self.state["categories"])
-        rows = self._complete_rows(table, self.columns, path, "inputs")
+        check_finite(table, self.columns, f"inputs={path}")
+        rows = self._complete_rows(table, self.columns, path, "inputs", "++data.")
         raw = self._raw(table, {"predict": rows})["predict"]
         return [str(r) for r in rows], self.preprocess(raw)
 
@@ -280,6 +316,7 @@ class TableDataModule(RunExtras, SplitLoaders, L.LightningDataModule):
         table = file.read([*columns, self.hparams.target], text)
         for name in columns:
             column_kind(table.types[name], name, path)
+        check_finite(table, columns, f"{key}={path}")
         return table, columns
 
     def _check_columns(self, names: list[str], path: str) -> list[str]:
@@ -302,7 +339,7 @@ class TableDataModule(RunExtras, SplitLoaders, L.LightningDataModule):
         return wanted
 
     def _usable_rows(
-        self, table: TableColumns, columns: list[str], path: str, key: str
+        self, table: TableColumns, columns: list[str], path: str, key: str, override: str
     ) -> tuple[np.ndarray, np.ndarray]:
         """Rows with a label and (unless imputed) every feature, and the labels of all rows."""
         target = target_column(table, self.hparams.target)
@@ -313,7 +350,7 @@ class TableDataModule(RunExtras, SplitLoaders, L.LightningDataModule):
                 f"{key}={path}: column {self.hparams.target!r} is of type {target.type}, "
                 "unlike the training file's target"
             ) from None
-        rows = self._complete_rows(table, [*columns, self.hparams.target], path, key)
+        rows = self._complete_rows(table, [*columns, self.hparams.target], path, key, override)
         unlabelled = rows[labels[rows] < 0]
         chosen = self.hparams.positive is not None or self.hparams.classes not in (None, "all")
         if len(unlabelled) and not chosen:
@@ -326,22 +363,24 @@ class TableDataModule(RunExtras, SplitLoaders, L.LightningDataModule):
         return rows[labels[rows] >= 0], labels
 
     def _complete_rows(
-        self, table: TableColumns, columns: list[str], path: str, key: str
+        self, table: TableColumns, columns: list[str], path: str, key: str, override: str
     ) -> np.ndarray:
-        """Row numbers to use under data.missing (error: all, or an error naming the columns)."""
+        """Row numbers to use under data.missing (error: all, or an error naming the columns);
+        `override` is how the fix a message gives sets a data key ("data." or "++data.")."""
         target, policy = self.hparams.target, self.hparams.missing
         masks = {c: table.missing(c) for c in columns}
         counts = {c: int(m.sum()) for c, m in masks.items() if m.any()}
         if counts and policy == "error":
             listed = ", ".join(f"{c!r} ({n})" for c, n in counts.items())
             raise LrexpError(
-                f"{key}={path}: missing values in columns {listed}; "
-                "set data.missing=mean or data.missing=drop"
+                f"{key}={path}: missing values in columns {listed}; fill them in, impute them "
+                f"with {override}missing=mean (the training mean or most frequent category) or "
+                f"leave those rows out with {override}missing=drop"
             )
         if target in counts and policy == "mean":
             raise LrexpError(
                 f"{key}={path}: missing values in the target {target!r} ({counts[target]}); "
-                "a label cannot be imputed: set data.missing=drop"
+                f"a label cannot be imputed: set {override}missing=drop"
             )
         keep = np.ones(table.num_rows, dtype=bool)
         if policy == "drop" and counts:
@@ -349,6 +388,31 @@ class TableDataModule(RunExtras, SplitLoaders, L.LightningDataModule):
                 keep &= ~mask
             log.warning(f"{key}={path}: {int((~keep).sum())} rows with missing values left out")
         return np.flatnonzero(keep)
+
+    def _check_split(
+        self,
+        labels: np.ndarray,
+        rows: np.ndarray,
+        train: np.ndarray,
+        val: np.ndarray,
+        test: np.ndarray | None,
+    ) -> None:
+        """Every label of data.path must reach every split that exists: AUROC and F1 cannot be
+        measured on a split without one."""
+        hp = self.hparams
+        fractions = {} if test is None else {"data.test_fraction": hp.test_fraction}
+        parts = {"train": train} | ({} if test is None else {"test": test})
+        if hp.val_fraction > 0:
+            fractions["data.val_fraction"] = hp.val_fraction
+            parts["val"] = val
+        if fractions:
+            split_label_check(
+                torch.from_numpy(labels[rows]),
+                {name: torch.from_numpy(labels[part]) for name, part in parts.items()},
+                self.label_names,
+                f"data.path={hp.path}",
+                fractions,
+            )
 
     def _learn(self, table: TableColumns, columns: list[str], train: np.ndarray) -> None:
         hp = self.hparams

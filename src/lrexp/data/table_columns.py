@@ -1,5 +1,6 @@
 """A table's feature columns as lrexp encodes them: each column's kind (numeric or categorical),
-and a categorical column's values as indices into its categories."""
+the check that its numbers are finite, and a categorical column's values as indices into its
+categories."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lrexp.data.table_file import is_numeric, missing_mask
+from lrexp.data.table_file import TableColumns, is_numeric, missing_mask
 from lrexp.errors import LrexpError
 
 
@@ -18,6 +19,11 @@ def column_kind(kind: pa.DataType, name: str, path: str) -> str:
     value_type = kind.value_type if pa.types.is_dictionary(kind) else kind
     if pa.types.is_string(value_type) or pa.types.is_large_string(value_type):
         return "categorical"
+    if pa.types.is_binary(value_type) or pa.types.is_large_binary(value_type):
+        raise LrexpError(
+            f"{path}: column {name!r} holds text that is not UTF-8 (Latin-1, say): save the file "
+            "as UTF-8, or leave the column out with data.features"
+        )
     if pa.types.is_null(value_type):
         raise LrexpError(
             f"{path}: column {name!r} has no values at all; leave it out with data.features"
@@ -26,6 +32,18 @@ def column_kind(kind: pa.DataType, name: str, path: str) -> str:
         f"{path}: column {name!r} of type {kind} cannot be encoded (numbers, booleans and "
         "strings can); leave it out with data.features or convert it"
     )
+
+
+def check_finite(table: TableColumns, columns: list[str], source: str) -> None:
+    """Stop at a numeric column holding inf or -inf (NaN and blanks are missing values, which
+    data.missing handles): no standardisation or weight can use them."""
+    for name in columns:
+        if count := table.infinite(name):
+            raise LrexpError(
+                f"{source}: column {name!r} holds {count} infinite value(s) (inf, -inf, or beyond "
+                "float32's ±3.4e38); replace them with finite numbers, or leave them blank to "
+                "treat them as missing values (data.missing)"
+            )
 
 
 def as_strings(column: pa.ChunkedArray) -> pa.ChunkedArray:

@@ -52,13 +52,16 @@ def is_numeric(kind: pa.DataType) -> bool:
 
 def float32_values(column: pa.Array | pa.ChunkedArray, out: np.ndarray | None = None) -> np.ndarray:
     """float32 values (into `out` if given), NaN where missing, rounded once from float64; a
-    column of text is parsed as numbers, and raises pa.ArrowInvalid where it holds other text."""
+    column of text is parsed as numbers, and raises pa.ArrowInvalid where it holds other text.
+    A value beyond float32's range becomes ±inf, without numpy's warning: the DataModule counts
+    and refuses infinite values (TableColumns.infinite) with a message of its own."""
     if pa.types.is_dictionary(column.type):
         column = column.cast(column.type.value_type)
     values = column.cast(pa.float64()).to_numpy(zero_copy_only=False)
-    if out is None:
-        return values.astype(np.float32)
-    out[...] = values
+    with np.errstate(over="ignore"):
+        if out is None:
+            return values.astype(np.float32)
+        out[...] = values
     return out
 
 
@@ -81,6 +84,10 @@ class TableColumns:
             return np.isnan(self.floats[name])
         return missing_mask(self.arrow[name])
 
+    def infinite(self, name: str) -> int:
+        """How many values of a numeric column are inf or -inf (in the file, or beyond float32)."""
+        return int(np.isinf(self.floats[name]).sum()) if name in self.floats else 0
+
     def numbers(self, name: str) -> np.ndarray:
         """The column as float32 (see float32_values for a column read as Arrow)."""
         if name in self.floats:
@@ -100,6 +107,8 @@ class TableFile:
         self.suffix = self.path.suffix.lower()
         if self.suffix not in SUFFIXES:
             self._fail(f"unknown table format; use one of {', '.join(SUFFIXES)}")
+        if self.path.is_dir():
+            self._fail(f"is a directory; give the path of a {self.suffix} table file")
         if not self.path.is_file():
             self._fail(f"no such file; give the path of a {self.suffix} table")
         if self.path.stat().st_size == 0:

@@ -52,6 +52,12 @@ class ToyDataModule(RunExtras, L.LightningDataModule):
             raise LrexpError(
                 f"data.passed={list(passed)}: every label must be 0 (fail) or 1 (pass)"
             )
+        if len(set(passed)) < 2:
+            raise LrexpError(
+                f"data.passed={list(passed)} holds one label only: logistic regression needs "
+                "both, e.g. data.passed=[0,0,1]"
+            )
+        _check_hours("data.hours", hours)
         self.save_hyperparameters(logger=False)
         self.x = torch.tensor(hours, dtype=torch.float32).unsqueeze(1)
         self.y = torch.tensor(passed, dtype=torch.long)
@@ -99,6 +105,7 @@ class ToyDataModule(RunExtras, L.LightningDataModule):
             raise LrexpError(
                 f"inputs={inputs!r}: the toy model takes hours, e.g. inputs=[4.0,5.5]"
             ) from None
+        _check_hours("inputs", hours)
         return [str(h) for h in hours], torch.tensor(hours).unsqueeze(1)
 
     def run_metrics(self, fitted: Fitted) -> dict[str, float]:
@@ -118,3 +125,11 @@ class ToyDataModule(RunExtras, L.LightningDataModule):
 
         w, b = fitted.weight.item(), fitted.bias.item()
         return {"decision_curve": decision_curve(w, b, self.hparams.hours, self.hparams.passed)}
+
+
+def _check_hours(key: str, hours: Sequence[float]) -> None:
+    if any(not math.isfinite(h) for h in hours):
+        raise LrexpError(
+            f"{key}={list(hours)}: every number of hours must be finite (no inf or nan), "
+            f"e.g. {key}=[1.0,2.0,3.0]"
+        )

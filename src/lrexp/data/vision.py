@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from lrexp.data.batches import SplitLoaders
 from lrexp.data.extras import Fitted, RunExtras
-from lrexp.data.labels import log_balance, stratified_split
+from lrexp.data.labels import log_balance, split_label_check, stratified_split
 from lrexp.errors import LrexpError
 
 if TYPE_CHECKING:
@@ -219,6 +219,14 @@ class VisionDataModule(RunExtras, SplitLoaders, L.LightningDataModule):
         if stage in ("fit", "validate") and "train" not in self.splits:
             x, y = self._labelled(train=True)
             train_idx, val_idx = stratified_split(y, self.hparams.val_fraction, self.seed)
+            if self.hparams.val_fraction > 0:
+                split_label_check(
+                    y,
+                    {"train": y[train_idx], "val": y[val_idx]},
+                    self.label_names,
+                    f"data={type(self).__name__}",
+                    {"data.val_fraction": self.hparams.val_fraction},
+                )
             self._add_split("train", x[train_idx], y[train_idx])
             self._add_split("val", x[val_idx], y[val_idx])
             if self.hparams.normalize and self.feature_mean is None:
