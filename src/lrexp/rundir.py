@@ -171,17 +171,17 @@ def finish(
     as hp/...), the run's files on a tracking server (lrexp.tracking), the loggers closed, and
     the closing summary. Returns metrics.json's path."""
     from lrexp import plots
-    from lrexp.coefficients import COEFFICIENTS_FILE, coefficient_rows, coefficients_csv
+    from lrexp.coefficients import COEFFICIENTS_FILE, coefficients_csv, table_rows
     from lrexp.tracking import close_tracking, log_artifacts, tracking_lines
 
     if not trainer.is_global_zero:
         return None
-    save_figures(run_dir, plots.run_figures(model, datamodule), trainer.loggers)
-    if hasattr(datamodule, "feature_names"):  # a table: its coefficients by name
-        rows = coefficient_rows(
-            model.linear.weight, datamodule.feature_names, datamodule.label_names
-        )
+    rows = None
+    if hasattr(datamodule, "feature_names"):  # a table: its coefficients by name, with inference
+        rows, statistics = table_rows(model, datamodule)
+        metrics = {**metrics, **statistics}
         write_atomic(run_dir / COEFFICIENTS_FILE, coefficients_csv(rows))
+    save_figures(run_dir, plots.run_figures(model, datamodule, rows), trainer.loggers)
     path = write_metrics(run_dir, metrics)
     for logger in trainer.loggers:
         if cfg is not None:

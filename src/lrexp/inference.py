@@ -1,0 +1,283 @@
+"""Wald inference for a fitted logistic regression: standard errors from the observed information
+(the Hessian of the training objective at the fit), z, p-values and confidence intervals, and the
+fit's log-likelihood, AIC, BIC and McFadden's pseudo-R².
+
+Everything is computed in float64 from plain tensors — the training split's model features, its
+labels, the fitted weight and bias, the L2 penalty's curvature and each row's class weight — so
+it does not depend on how the pipeline is arranged.
+
+The parameters, per reported class, are (intercept, weight_1, ..., weight_d). The information of
+the summed class-weighted log-likelihood is
+
+    H = Σ_i r_i (diag(p_i) - p_i p_iᵀ) ⊗ z_i z_iᵀ + l2 · I_weights,    z_i = (1, x_i),
+
+with r_i the row's class weight (a row of weight 3 counts as three rows) and p_i the fitted
+probabilities of the reported classes. Two labels: one class, p(1 - p). K classes:
+
+- unpenalised (l2 = 0): softmax with all K classes is not identifiable (adding one vector to every
+  class changes no probability), so, as statsmodels' MNLogit, classes 1..K-1 are reported against
+  class 0 (the reference): their parameters are θ_k - θ_0, the log-odds of class k against class
+  0, and class 0 gets no rows;
+- with an L2 penalty the weights are identified (the optimum's weights sum to zero over the
+  classes) but the intercepts still are not (the penalty leaves them free): every class is
+  reported, its intercept centred (the K intercepts sum to zero), and the covariance is the
+  pseudo-inverse of H, which is singular along that one intercept shift alone.
+
+With a penalty the standard errors are those of the penalised fit's curvature: the Laplace
+approximation of the posterior under a Gaussian prior on the weights (variance 1/l2), not a
+sampling distribution of the shrunken estimate.
+
+Singular information (collinear columns, or fitted probabilities of 0 or 1 along some direction,
+i.e. perfect or quasi-perfect separation) leaves the inference out and says, in one line, which
+columns span the direction; numerically, the smallest eigenvalue of H scaled to the columns' own
+sums of squares (so that no unit matters) is below SINGULAR_RCOND.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from statistics import NormalDist
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+INTERCEPT = "(intercept)"
+# A scaled information eigenvalue below this is a direction with (numerically) no information
+# (collinear columns): well-posed fits on real tables stay above 1e-3 (tests/test_inference.py),
+# collinear columns reach 1e-16.
+SINGULAR_RCOND = 1e-8
+# The information matrix holds (parameters)² float64 numbers; beyond this, inference is left out.
+MAX_PARAMETERS = 4096
+# Loadings of a singular direction above this share of its largest one name the columns.
+LOADING_SHARE = 0.1
+# A singular direction that moves no row's logits by more than this share of the rows' reach is
+# one of collinear columns (not of separation).
+COLLINEAR_RTOL = 1e-6
+# Newton's method from the fit (the separation test): its most steps, and the largest change
+# of any row's logit that counts as converged.
+NEWTON_STEPS = 30
+NEWTON_LOGIT_TOL = 1e-6
+
+
+@dataclass(frozen=True)
+class Fit:
+    """The reported parameters and, unless singular, their Wald inference.
+
+    coef, std_err: (classes, 1 + features), intercept first; `classes` are the label indices the
+    rows belong to (`reference` the class they are contrasted with, for unpenalised K classes).
+    """
+
+    classes: list[int]
+    reference: int | None
+    coef: Tensor
+    std_err: Tensor | None
+    singular: str | None
+    statistics: dict[str, float]
+
+    def intervals(self, level: float) -> dict[str, Tensor]:
+        """z, two-sided p-value and the level's interval of each parameter."""
+        if self.std_err is None:
+            raise ValueError("no standard errors: the information was singular")
+        z = self.coef / self.std_err
+        half = NormalDist().inv_cdf(0.5 + level / 2) * self.std_err
+        return {
+            "z": z,
+            "p_value": torch.special.erfc(z.abs() / math.sqrt(2)),
+            "ci_low": self.coef - half,
+            "ci_high": self.coef + half,
+        }
+
+
+def fit_inference(
+    x: Tensor,
+    y: Tensor,
+    weight: Tensor,
+    bias: Tensor,
+    l2: float,
+    row_weights: Tensor | None,
+    names: list[str],
+) -> Fit:
+    """Inference at the fit (weight: (1, d) for two labels or (K, d), bias: (1,) or (K,)).
+
+    `l2` is the penalty's curvature on the summed log-likelihood's scale: for scikit-learn's
+    objective, mean loss + (1 - l1_ratio) ‖w‖² / (2 C n), it is (1 - l1_ratio) / C. `names` are
+    the d feature names (for the singular message).
+    """
+    r = torch.ones(len(y)) if row_weights is None else row_weights
+    z = torch.cat([torch.ones(len(x), 1), x.detach().cpu()], 1).double()
+    theta = torch.cat([bias.detach()[:, None], weight.detach()], 1).double().cpu()
+    problem = _Problem(z, y.long().cpu(), r.double().cpu(), l2, len(theta))
+    statistics = _statistics(z @ theta.T, problem.y, problem.r, z.shape[1])
+    theta = problem.parameters(theta)
+    classes, reference = problem.classes, problem.reference
+    if theta.numel() > MAX_PARAMETERS:
+        why = f"{theta.numel()} parameters (more than {MAX_PARAMETERS}): no inference"
+        return Fit(classes, reference, theta, None, why, statistics)
+    covariance, direction = problem.covariance(theta)
+    if covariance is None and problem.moves_no_row(direction):
+        why = "collinear columns (one is a combination of the others"
+        if any("=" in c for c in _columns(direction, names)):
+            why += "; a column's categories sum to the intercept: set data.onehot_drop=first"
+        return Fit(classes, reference, theta, None, _singular(why, direction, names), statistics)
+    if covariance is None or (direction := problem.diverges(theta)) is not None:
+        why = "the fit runs off to probabilities of 0 and 1 (perfect or quasi-perfect separation"
+        return Fit(classes, reference, theta, None, _singular(why, direction, names), statistics)
+    std_err = covariance.diagonal().clamp_min(0).sqrt().reshape(theta.shape)
+    return Fit(classes, reference, theta, std_err, None, statistics)
+
+
+class _Problem:
+    """The penalised negative log-likelihood on the summed scale, in the reported parameters
+    (classes x (1 + d)): its gradient, information and the information's inverse."""
+
+    def __init__(self, z: Tensor, y: Tensor, r: Tensor, l2: float, outputs: int) -> None:
+        self.z, self.y, self.r, self.l2 = z, y, r, l2
+        if outputs == 1:
+            self.classes, self.reference = [1], None
+        elif l2 == 0:
+            self.classes, self.reference = list(range(1, outputs)), 0
+        else:
+            self.classes, self.reference = list(range(outputs)), None
+        m, width = len(self.classes), z.shape[1]
+        self.penalty = torch.zeros(m, width, dtype=torch.float64)
+        self.penalty[:, 1:] = l2
+        self.target = (y[:, None] == torch.tensor(self.classes)[None, :]).double()
+        # The design's own information per parameter (each row's weight, no probabilities): the
+        # scale that makes the singularity tests unit-free.
+        sums = ((r[:, None] * z * z).sum(0)[None, :] + self.penalty).flatten()
+        self.scale = torch.where(sums > 0, sums, torch.ones_like(sums)).rsqrt()
+        self.shift = None
+        if m > 1 and self.reference is None:  # penalised softmax: the free intercept shift
+            shift = torch.zeros(m, width, dtype=torch.float64)
+            shift[:, 0] = 1.0
+            self.shift = shift.flatten() / self.scale
+            self.shift /= self.shift.norm()
+
+    def parameters(self, theta: Tensor) -> Tensor:
+        """The model's (outputs, 1 + d) parameters as reported: contrasts with the reference
+        class, or centred intercepts."""
+        if self.reference is not None:
+            return theta[1:] - theta[0]
+        if self.shift is None:
+            return theta
+        theta = theta.clone()
+        theta[:, 0] -= theta[:, 0].mean()
+        return theta
+
+    def probs(self, theta: Tensor) -> Tensor:
+        logits = self.z @ theta.T
+        if len(self.classes) == 1:
+            return torch.sigmoid(logits)
+        if self.reference is not None:
+            logits = torch.cat([torch.zeros_like(logits[:, :1]), logits], 1)
+            return logits.softmax(1)[:, 1:]
+        return logits.softmax(1)
+
+    def covariance(self, theta: Tensor) -> tuple[Tensor | None, Tensor]:
+        """The inverse information (pseudo-inverse along the free intercept shift), or None and
+        the direction without information."""
+        information = _information(self.z, self.probs(theta), self.r)
+        information += torch.diag(self.penalty.flatten())
+        scaled = information * self.scale[:, None] * self.scale[None, :]
+        if self.shift is not None:
+            scaled = scaled + torch.outer(self.shift, self.shift)
+        values, vectors = torch.linalg.eigh(scaled)
+        direction = (vectors[:, 0] * self.scale).reshape(theta.shape)
+        if values[0] < SINGULAR_RCOND:
+            return None, direction
+        inverse = (vectors / values) @ vectors.T
+        if self.shift is not None:
+            inverse -= torch.outer(self.shift, self.shift)
+        return inverse * self.scale[:, None] * self.scale[None, :], direction
+
+    def moves_no_row(self, direction: Tensor) -> bool:
+        """Whether a direction changes no row's logits (collinear columns), as against one that
+        changes those of rows fitted with probability 0 or 1 (separation)."""
+        moved = (self.z @ direction.T).abs().max()
+        return bool(
+            moved <= COLLINEAR_RTOL * self.z.norm(dim=1).max() * direction.norm(dim=1).max()
+        )
+
+    def gradient(self, theta: Tensor) -> Tensor:
+        residual = (self.probs(theta) - self.target) * self.r[:, None]
+        return residual.T @ self.z + self.penalty * theta
+
+    def objective(self, theta: Tensor) -> float:
+        logits = self.z @ theta.T
+        if len(self.classes) == 1:
+            logits = torch.cat([torch.zeros_like(logits), logits], 1)
+        elif self.reference is not None:
+            logits = torch.cat([torch.zeros_like(logits[:, :1]), logits], 1)
+        rows = F.log_softmax(logits, 1).gather(1, self.y[:, None])[:, 0]
+        return (-(rows * self.r).sum() + (self.penalty * theta * theta).sum() / 2).item()
+
+    def diverges(self, theta: Tensor) -> Tensor | None:
+        """Newton's method from the fit: at an optimum its steps vanish within a few, while
+        under separation (no optimum: the likelihood rises towards 1 as some weights grow) each
+        step moves the logits by about one unit for ever. The direction it runs off in, or None.
+        """
+        start = theta
+        for _ in range(NEWTON_STEPS):
+            covariance, _ = self.covariance(theta)
+            if covariance is None:
+                return theta - start
+            step = (covariance @ self.gradient(theta).flatten()).reshape(theta.shape)
+            # Halved until the objective does not rise: pure Newton can overshoot from a fit
+            # far from the optimum (a short SGD run).
+            before = self.objective(theta)
+            for _ in range(NEWTON_STEPS):
+                if self.objective(theta - step) <= before:
+                    break
+                step = step / 2
+            theta = theta - step
+            moved = (self.z @ step.T).abs().max()
+            if moved < NEWTON_LOGIT_TOL:
+                return None
+        return theta - start
+
+
+def _columns(direction: Tensor, names: list[str]) -> list[str]:
+    """The columns with the largest loadings of a (parameters-shaped) direction."""
+    loadings = direction.abs().max(0).values
+    order = loadings.argsort(descending=True).tolist()
+    return [([INTERCEPT, *names])[j] for j in order if loadings[j] > LOADING_SHARE * loadings.max()]
+
+
+def _singular(why: str, direction: Tensor, names: list[str]) -> str:
+    """One line naming the columns of the direction without information, and why."""
+    return (
+        f"singular information, no standard errors: {why}): {', '.join(_columns(direction, names))}"
+    )
+
+
+def _information(z: Tensor, probs: Tensor, r: Tensor) -> Tensor:
+    """Σ_i r_i (diag(p_i) - p_i p_iᵀ) ⊗ z_i z_iᵀ, class-major blocks."""
+    m, width = probs.shape[1], z.shape[1]
+    blocks = torch.empty(m, width, m, width, dtype=torch.float64)
+    for j in range(m):
+        for k in range(j, m):
+            curvature = probs[:, j] * (float(j == k) - probs[:, k]) * r
+            block = z.T @ (z * curvature[:, None])
+            blocks[j, :, k, :], blocks[k, :, j, :] = block, block.T
+    return blocks.reshape(m * width, m * width)
+
+
+def _statistics(logits: Tensor, y: Tensor, r: Tensor, width: int) -> dict[str, float]:
+    """Log-likelihood (class-weighted), AIC, BIC and McFadden's R² against the intercept-only
+    model; (K - 1)(1 + d) parameters, K = 2 for two labels, as statsmodels counts them."""
+    if logits.shape[1] == 1:
+        logits = torch.cat([torch.zeros_like(logits), logits], 1)
+    classes = logits.shape[1]
+    log_likelihood = (F.log_softmax(logits, 1).gather(1, y[:, None])[:, 0] * r).sum().item()
+    counts = torch.zeros(classes, dtype=torch.float64).index_add_(0, y, r)
+    present = counts[counts > 0]
+    null = (present * (present / present.sum()).log()).sum().item()
+    parameters = (classes - 1) * width
+    return {
+        "train/log_likelihood": log_likelihood,
+        "train/aic": -2 * log_likelihood + 2 * parameters,
+        "train/bic": -2 * log_likelihood + math.log(r.sum().item()) * parameters,
+        "train/pseudo_r2": 1 - log_likelihood / null if null else math.nan,
+    }
