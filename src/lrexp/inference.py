@@ -117,13 +117,17 @@ def fit_inference(
         return Fit(classes, reference, theta, None, why, statistics)
     covariance, direction = problem.covariance(theta)
     if covariance is None and problem.moves_no_row(direction):
+        columns = _columns(problem.in_logits(direction), names)
         why = "collinear columns (one is a combination of the others"
-        if any("=" in c for c in _columns(direction, names)):
+        if any("=" in c for c in columns):
             why += "; a column's categories sum to the intercept: set data.onehot_drop=first"
-        return Fit(classes, reference, theta, None, _singular(why, direction, names), statistics)
-    if covariance is None or (direction := problem.diverges(theta)) is not None:
+        return Fit(classes, reference, theta, None, _singular(why, columns), statistics)
+    # Saturated already at the fit, the fit itself points where it runs off.
+    direction = theta if covariance is None else problem.diverges(theta)
+    if direction is not None:
+        columns = _columns(problem.in_logits(direction), names)
         why = "the fit runs off to probabilities of 0 and 1 (perfect or quasi-perfect separation"
-        return Fit(classes, reference, theta, None, _singular(why, direction, names), statistics)
+        return Fit(classes, reference, theta, None, _singular(why, columns), statistics)
     std_err = covariance.diagonal().clamp_min(0).sqrt().reshape(theta.shape)
     return Fit(classes, reference, theta, std_err, None, statistics)
 
@@ -192,6 +196,11 @@ class _Problem:
             inverse -= torch.outer(self.shift, self.shift)
         return inverse * self.scale[:, None] * self.scale[None, :], direction
 
+    def in_logits(self, direction: Tensor) -> Tensor:
+        """A direction in the parameters as the change of the logits it makes per column (its
+        entries times their columns' root sum of squares), so that columns compare."""
+        return direction / self.scale.reshape(direction.shape)
+
     def moves_no_row(self, direction: Tensor) -> bool:
         """Whether a direction changes no row's logits (collinear columns), as against one that
         changes those of rows fitted with probability 0 or 1 (separation)."""
@@ -245,11 +254,9 @@ def _columns(direction: Tensor, names: list[str]) -> list[str]:
     return [([INTERCEPT, *names])[j] for j in order if loadings[j] > LOADING_SHARE * loadings.max()]
 
 
-def _singular(why: str, direction: Tensor, names: list[str]) -> str:
+def _singular(why: str, columns: list[str]) -> str:
     """One line naming the columns of the direction without information, and why."""
-    return (
-        f"singular information, no standard errors: {why}): {', '.join(_columns(direction, names))}"
-    )
+    return f"singular information, no standard errors: {why}): {', '.join(columns)}"
 
 
 def _information(z: Tensor, probs: Tensor, r: Tensor) -> Tensor:

@@ -522,7 +522,8 @@ def test_a_table_run_agrees_with_scikit_learns_pipeline_end_to_end(
     np.testing.assert_allclose(predicted["p_label_1"], expected, atol=2e-3)
 
     coefficients = pd.read_csv(run / "coefficients.csv")
-    assert set(coefficients["feature"]) == {*numeric, *(f"color={c}" for c in COLORS)}
+    features = {"(intercept)", *numeric, *(f"color={c}" for c in COLORS)}
+    assert set(coefficients["feature"]) == features
     np.testing.assert_allclose(coefficients["odds_ratio"], np.exp(coefficients["weight"]))
     assert (run / "figures" / "coefficients.png").is_file()
 
