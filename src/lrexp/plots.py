@@ -162,7 +162,7 @@ def coefficients(rows: Sequence[dict], top: int = 20) -> Figure:
 
     rows = [r for r in rows if r["feature"] != INTERCEPT]
     classes = list(dict.fromkeys(r["class"] for r in rows))
-    figure = Figure(figsize=(6 * min(len(classes), 3), 0.3 * top + 1.5))
+    figure = Figure(figsize=(6 * min(len(classes), 3), 0.3 * top + 1.5), layout="constrained")
     axes = np.atleast_1d(figure.subplots(1, min(len(classes), 3)))
     for ax, name in zip(axes, classes, strict=False):
         shown = [r for r in rows if r["class"] == name][:top][::-1]
@@ -181,8 +181,18 @@ def coefficients(rows: Sequence[dict], top: int = 20) -> Figure:
             color=["tab:red" if w > 0 else "tab:blue" for w in weights],
         )
         for i, r in enumerate(shown):
-            ax.annotate(f" ×{r['odds_ratio']:.3g}", (r["weight"], i), va="center", fontsize=7)
+            # Beyond the interval's outer end, where no bar or error bar lies.
+            right = r["weight"] >= 0
+            end = r.get("ci_high" if right else "ci_low", r["weight"])
+            ax.annotate(
+                f" ×{r['odds_ratio']:.3g} ",
+                (end, i),
+                va="center",
+                ha="left" if right else "right",
+                fontsize=7,
+            )
         ax.axvline(0, color="black", linewidth=0.8)
+        ax.margins(x=0.15)  # room for the odds ratios
         against = f" vs {shown[0]['reference']}" if shown and shown[0].get("reference") else ""
         ax.set_title(f"{name}{against}: largest weights (odds ratio per unit)")
         unit = "weight (log-odds per standardised unit)"
