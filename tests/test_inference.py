@@ -133,6 +133,27 @@ def test_k_classes_equal_statsmodels_mnlogit_against_the_first_class(
     assert metrics["train/pseudo_r2"] == pytest.approx(result.prsquared, rel=1e-5)
 
 
+def test_categories_against_their_reference_equal_statsmodels_with_dummies(tmp_path: Path) -> None:
+    """data.onehot_drop=first (the composed key): the categories of anes96's education
+    (as text) against the first, the coding of pandas' get_dummies(drop_first=True)."""
+    data = sm.datasets.anes96.load_pandas().data
+    frame = data[["selfLR", "age"]].assign(
+        educ=data["educ"].map(lambda v: f"level{int(v)}"), vote=data["vote"].astype(int)
+    )
+    run = fit_run(tmp_path, frame, "vote", *LBFGS, "model.C=null", "data.onehot_drop=first")
+    coefficients, metrics = read(run)
+    dummies = pd.get_dummies(frame["educ"], prefix="educ", prefix_sep="=", drop_first=True)
+    features = ["selfLR", "age", *dummies.columns]
+    x = sm.add_constant(
+        np.hstack([standardised(frame[["selfLR", "age"]]), dummies.to_numpy(float)])
+    )
+    result = sm.Logit(frame["vote"].to_numpy(), x).fit(disp=0, method="newton", tol=1e-12)
+    assert "educ=level1" not in set(coefficients["feature"])
+    differences = parity(coefficients, result, features, [1])
+    assert differences["std_err"] < 1e-3 and differences["p_value"] < 1e-3, differences
+    assert metrics["train/aic"] == pytest.approx(result.aic, rel=1e-6)
+
+
 def test_class_weights_count_as_frequency_weights(tmp_path: Path) -> None:
     """model.class_weight=[1, 3]: the information of a row counted 1 or 3 times, as statsmodels'
     GLM with those freq_weights."""

@@ -50,6 +50,7 @@ from lrexp.errors import LrexpError
 log = logging.getLogger(__name__)
 
 MISSING_POLICIES = ("error", "mean", "drop")
+ONEHOT_DROPS = (None, "first")  # scikit-learn's OneHotEncoder(drop=...)
 # More distinct target values than this without data.classes looks like a continuous target.
 MAX_AUTO_CLASSES = 100
 PREPROCESS_ROWS = 2**16
@@ -257,6 +258,7 @@ class TableDataModule(SplitLoaders, L.LightningDataModule):
         negative: Spec = None,
         classes: Spec = None,
         delimiter: str | None = None,
+        onehot_drop: str | None = None,
         seed: int | None = 0,
         minibatches_per_step: int = 64,
         batches_per_fetch: int | None = None,
@@ -265,6 +267,11 @@ class TableDataModule(SplitLoaders, L.LightningDataModule):
         self.save_hyperparameters(logger=False)
         if missing not in MISSING_POLICIES:
             raise LrexpError(f"data.missing={missing!r}: use one of {', '.join(MISSING_POLICIES)}")
+        if onehot_drop not in ONEHOT_DROPS:
+            raise LrexpError(
+                f"data.onehot_drop={onehot_drop!r}: use null (every category) or first (the "
+                "first category of each column is the reference, without a column)"
+            )
         if features is not None and not list(features):
             raise LrexpError("data.features is empty: list feature columns, or null for all")
         for key, fraction in (("test_fraction", test_fraction), ("val_fraction", val_fraction)):
@@ -289,10 +296,12 @@ class TableDataModule(SplitLoaders, L.LightningDataModule):
 
     @property
     def feature_names(self) -> list[str]:
-        """The model's input features: numeric columns, then one "column=category" each."""
+        """The model's input features: numeric columns, then one "column=category" each (with
+        onehot_drop=first, for every category but the first)."""
         kinds, categories = self._state("kinds"), self._state("categories")
         numeric = [c for c, k in zip(self.columns, kinds, strict=True) if k == "numeric"]
-        onehot = [f"{c}={v}" for c in self.columns if c in categories for v in categories[c]]
+        skip = self._dropped()
+        onehot = [f"{c}={v}" for c in self.columns if c in categories for v in categories[c][skip:]]
         return numeric + onehot
 
     @property
@@ -424,7 +433,8 @@ class TableDataModule(SplitLoaders, L.LightningDataModule):
             "shape": ["batch", len(self.columns)],
             "preprocessing": [
                 "numeric columns: (x - mean) / scale (training split statistics, in the graph)",
-                "categorical columns: one-hot of the category's index (in the graph)",
+                "categorical columns: one-hot of the category's index (in the graph)"
+                + (", the first category none" if self._dropped() else ""),
             ],
             "columns": columns,
             "missing": "NaN: the training mean or most frequent category"
@@ -590,9 +600,11 @@ class TableDataModule(SplitLoaders, L.LightningDataModule):
         self._build_preprocessing()
 
     def _preprocessing_args(self) -> tuple[Any, ...]:
-        columns, categories = self.columns, self.state["categories"]
-        source = [j for j, c in enumerate(columns) if c in categories for _ in categories[c]]
-        code = [float(k) for c in columns if c in categories for k in range(len(categories[c]))]
+        columns, categories, skip = self.columns, self.state["categories"], self._dropped()
+        source = [j for j, c in enumerate(columns) if c in categories for _ in categories[c][skip:]]
+        code = [
+            float(k) for c in columns if c in categories for k in range(skip, len(categories[c]))
+        ]
         fill = self.state["fill"].float() if self.hparams.missing == "mean" else None
         return (
             len(self.state["numeric"]),
@@ -602,6 +614,10 @@ class TableDataModule(SplitLoaders, L.LightningDataModule):
             torch.tensor(code, dtype=torch.float32),
             fill,
         )
+
+    def _dropped(self) -> int:
+        """Categories without a column at the start of each column's sorted categories."""
+        return 1 if self.hparams.get("onehot_drop") == "first" else 0
 
     def _build_preprocessing(self) -> None:
         self.preprocessing = TablePreprocessing(*self._preprocessing_args())
