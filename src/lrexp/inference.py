@@ -36,6 +36,7 @@ sums of squares (so that no unit matters) is below SINGULAR_RCOND.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from statistics import NormalDist
 
@@ -58,7 +59,9 @@ COLLINEAR_RTOL = 1e-6
 # Newton's method from the fit (the separation test): its most steps, and the largest change
 # of any row's logit that counts as converged.
 NEWTON_STEPS = 30
-NEWTON_LOGIT_TOL = 1e-6
+NEWTON_LOGIT_TOL = 1e-3
+# Rows per float64 slice of the design.
+CHUNK_ROWS = 2**16
 
 
 @dataclass(frozen=True)
@@ -106,10 +109,9 @@ def fit_inference(
     the d feature names (for the singular message).
     """
     r = torch.ones(len(y)) if row_weights is None else row_weights
-    z = torch.cat([torch.ones(len(x), 1), x.detach().cpu()], 1).double()
     theta = torch.cat([bias.detach()[:, None], weight.detach()], 1).double().cpu()
-    problem = _Problem(z, y.long().cpu(), r.double().cpu(), l2, len(theta))
-    statistics = _statistics(z @ theta.T, problem.y, problem.r, z.shape[1])
+    problem = _Problem(x.detach().cpu(), y.long().cpu(), r.double().cpu(), l2, len(theta))
+    statistics = _statistics(problem.logits(theta), problem.y, problem.r, theta.shape[1])
     theta = problem.parameters(theta)
     classes, reference = problem.classes, problem.reference
     if theta.numel() > MAX_PARAMETERS:
@@ -123,7 +125,7 @@ def fit_inference(
             why += "; a column's categories sum to the intercept: set data.onehot_drop=first"
         return Fit(classes, reference, theta, None, _singular(why, columns), statistics)
     # Saturated already at the fit, the fit itself points where it runs off.
-    direction = theta if covariance is None else problem.diverges(theta)
+    direction = theta if covariance is None else problem.diverges(theta, covariance)
     if direction is not None:
         columns = _columns(problem.in_logits(direction), names)
         why = "the fit runs off to probabilities of 0 and 1 (perfect or quasi-perfect separation"
@@ -134,23 +136,29 @@ def fit_inference(
 
 class _Problem:
     """The penalised negative log-likelihood on the summed scale, in the reported parameters
-    (classes x (1 + d)): its gradient, information and the information's inverse."""
+    (classes x (1 + d)): its gradient, information and the information's inverse. The rows'
+    (1, x) are made in float64 a slice of CHUNK_ROWS at a time, never for the whole split."""
 
-    def __init__(self, z: Tensor, y: Tensor, r: Tensor, l2: float, outputs: int) -> None:
-        self.z, self.y, self.r, self.l2 = z, y, r, l2
+    def __init__(self, x: Tensor, y: Tensor, r: Tensor, l2: float, outputs: int) -> None:
+        self.x, self.y, self.r, self.l2 = x, y, r, l2
         if outputs == 1:
             self.classes, self.reference = [1], None
         elif l2 == 0:
             self.classes, self.reference = list(range(1, outputs)), 0
         else:
             self.classes, self.reference = list(range(outputs)), None
-        m, width = len(self.classes), z.shape[1]
+        m, width = len(self.classes), x.shape[1] + 1
         self.penalty = torch.zeros(m, width, dtype=torch.float64)
         self.penalty[:, 1:] = l2
         self.target = (y[:, None] == torch.tensor(self.classes)[None, :]).double()
         # The design's own information per parameter (each row's weight, no probabilities): the
         # scale that makes the singularity tests unit-free.
-        sums = ((r[:, None] * z * z).sum(0)[None, :] + self.penalty).flatten()
+        sums = torch.zeros(width, dtype=torch.float64)
+        self.reach = 0.0  # the largest row norm of (1, x)
+        for rows, z in self.chunks():
+            sums += (self.r[rows, None] * z * z).sum(0)
+            self.reach = max(self.reach, z.norm(dim=1).max().item())
+        sums = (sums[None, :] + self.penalty).flatten()
         self.scale = torch.where(sums > 0, sums, torch.ones_like(sums)).rsqrt()
         self.shift = None
         if m > 1 and self.reference is None:  # penalised softmax: the free intercept shift
@@ -158,6 +166,15 @@ class _Problem:
             shift[:, 0] = 1.0
             self.shift = shift.flatten() / self.scale
             self.shift /= self.shift.norm()
+
+    def chunks(self) -> Iterator[tuple[slice, Tensor]]:
+        for start in range(0, len(self.x), CHUNK_ROWS):
+            x = self.x[start : start + CHUNK_ROWS].double()
+            yield slice(start, start + len(x)), torch.cat([torch.ones(len(x), 1).double(), x], 1)
+
+    def logits(self, theta: Tensor) -> Tensor:
+        """(rows, outputs) z θᵀ, float64."""
+        return torch.cat([z @ theta.T for _, z in self.chunks()])
 
     def parameters(self, theta: Tensor) -> Tensor:
         """The model's (outputs, 1 + d) parameters as reported: contrasts with the reference
@@ -170,20 +187,39 @@ class _Problem:
         theta[:, 0] -= theta[:, 0].mean()
         return theta
 
-    def probs(self, theta: Tensor) -> Tensor:
-        logits = self.z @ theta.T
-        if len(self.classes) == 1:
-            return torch.sigmoid(logits)
-        if self.reference is not None:
+    def all_logits(self, theta: Tensor) -> Tensor:
+        """Every class's logits (the reference's, or two labels' label 0, at 0)."""
+        logits = self.logits(theta)
+        if len(self.classes) == 1 or self.reference is not None:
             logits = torch.cat([torch.zeros_like(logits[:, :1]), logits], 1)
-            return logits.softmax(1)[:, 1:]
-        return logits.softmax(1)
+        return logits
+
+    def probs(self, theta: Tensor) -> Tensor:
+        """The fitted probabilities of the reported classes."""
+        if len(self.classes) == 1:
+            return torch.sigmoid(self.logits(theta))
+        probs = self.all_logits(theta).softmax(1)
+        return probs[:, 1:] if self.reference is not None else probs
+
+    def information(self, probs: Tensor) -> Tensor:
+        """Σ_i r_i (diag(p_i) - p_i p_iᵀ) ⊗ z_i z_iᵀ + the penalty, class-major blocks."""
+        m, width = probs.shape[1], self.x.shape[1] + 1
+        blocks = torch.zeros(m, width, m, width, dtype=torch.float64)
+        for rows, z in self.chunks():
+            p, r = probs[rows], self.r[rows]
+            for j in range(m):
+                for k in range(j, m):
+                    curvature = p[:, j] * (float(j == k) - p[:, k]) * r
+                    blocks[j, :, k, :] += z.T @ (z * curvature[:, None])
+        for j in range(m):
+            for k in range(j + 1, m):
+                blocks[k, :, j, :] = blocks[j, :, k, :].T
+        return blocks.reshape(m * width, m * width) + torch.diag(self.penalty.flatten())
 
     def covariance(self, theta: Tensor) -> tuple[Tensor | None, Tensor]:
         """The inverse information (pseudo-inverse along the free intercept shift), or None and
         the direction without information."""
-        information = _information(self.z, self.probs(theta), self.r)
-        information += torch.diag(self.penalty.flatten())
+        information = self.information(self.probs(theta))
         scaled = information * self.scale[:, None] * self.scale[None, :]
         if self.shift is not None:
             scaled = scaled + torch.outer(self.shift, self.shift)
@@ -204,34 +240,26 @@ class _Problem:
     def moves_no_row(self, direction: Tensor) -> bool:
         """Whether a direction changes no row's logits (collinear columns), as against one that
         changes those of rows fitted with probability 0 or 1 (separation)."""
-        moved = (self.z @ direction.T).abs().max()
-        return bool(
-            moved <= COLLINEAR_RTOL * self.z.norm(dim=1).max() * direction.norm(dim=1).max()
-        )
+        moved = self.logits(direction).abs().max()
+        return bool(moved <= COLLINEAR_RTOL * self.reach * direction.norm(dim=1).max())
 
     def gradient(self, theta: Tensor) -> Tensor:
         residual = (self.probs(theta) - self.target) * self.r[:, None]
-        return residual.T @ self.z + self.penalty * theta
+        gradient = sum(residual[rows].T @ z for rows, z in self.chunks())
+        return gradient + self.penalty * theta
 
     def objective(self, theta: Tensor) -> float:
-        logits = self.z @ theta.T
-        if len(self.classes) == 1:
-            logits = torch.cat([torch.zeros_like(logits), logits], 1)
-        elif self.reference is not None:
-            logits = torch.cat([torch.zeros_like(logits[:, :1]), logits], 1)
-        rows = F.log_softmax(logits, 1).gather(1, self.y[:, None])[:, 0]
+        rows = F.log_softmax(self.all_logits(theta), 1).gather(1, self.y[:, None])[:, 0]
         return (-(rows * self.r).sum() + (self.penalty * theta * theta).sum() / 2).item()
 
-    def diverges(self, theta: Tensor) -> Tensor | None:
-        """Newton's method from the fit: at an optimum its steps vanish within a few, while
-        under separation (no optimum: the likelihood rises towards 1 as some weights grow) each
-        step moves the logits by about one unit for ever. The direction it runs off in, or None.
+    def diverges(self, theta: Tensor, covariance: Tensor) -> Tensor | None:
+        """Newton's method from the fit (whose inverse information is `covariance`): at an
+        optimum its steps vanish within a few, while under separation (no optimum: the
+        likelihood rises towards 1 as some weights grow) each step moves the logits by about one
+        unit for ever. The direction it runs off in, or None.
         """
         start = theta
         for _ in range(NEWTON_STEPS):
-            covariance, _ = self.covariance(theta)
-            if covariance is None:
-                return theta - start
             step = (covariance @ self.gradient(theta).flatten()).reshape(theta.shape)
             # Halved until the objective does not rise: pure Newton can overshoot from a fit
             # far from the optimum (a short SGD run).
@@ -241,9 +269,11 @@ class _Problem:
                     break
                 step = step / 2
             theta = theta - step
-            moved = (self.z @ step.T).abs().max()
-            if moved < NEWTON_LOGIT_TOL:
+            if self.logits(step).abs().max() < NEWTON_LOGIT_TOL:
                 return None
+            covariance, _ = self.covariance(theta)
+            if covariance is None:
+                return theta - start
         return theta - start
 
 
@@ -257,18 +287,6 @@ def _columns(direction: Tensor, names: list[str]) -> list[str]:
 def _singular(why: str, columns: list[str]) -> str:
     """One line naming the columns of the direction without information, and why."""
     return f"singular information, no standard errors: {why}): {', '.join(columns)}"
-
-
-def _information(z: Tensor, probs: Tensor, r: Tensor) -> Tensor:
-    """Σ_i r_i (diag(p_i) - p_i p_iᵀ) ⊗ z_i z_iᵀ, class-major blocks."""
-    m, width = probs.shape[1], z.shape[1]
-    blocks = torch.empty(m, width, m, width, dtype=torch.float64)
-    for j in range(m):
-        for k in range(j, m):
-            curvature = probs[:, j] * (float(j == k) - probs[:, k]) * r
-            block = z.T @ (z * curvature[:, None])
-            blocks[j, :, k, :], blocks[k, :, j, :] = block, block.T
-    return blocks.reshape(m * width, m * width)
 
 
 def _statistics(logits: Tensor, y: Tensor, r: Tensor, width: int) -> dict[str, float]:
