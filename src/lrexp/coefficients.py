@@ -35,7 +35,6 @@ log = logging.getLogger(__name__)
 COEFFICIENTS_FILE = "coefficients.csv"
 COLUMNS = ["class", "feature", "weight", "odds_ratio", "std_err", "z", "p_value", "ci_low"]
 COLUMNS += ["ci_high", "reference"]
-INFERENCE = ("std_err", "z", "p_value", "ci_low", "ci_high")
 Row = dict[str, str | float]
 
 

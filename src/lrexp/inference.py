@@ -27,10 +27,15 @@ With a penalty the standard errors are those of the penalised fit's curvature: t
 approximation of the posterior under a Gaussian prior on the weights (variance 1/l2), not a
 sampling distribution of the shrunken estimate.
 
-Singular information (collinear columns, or fitted probabilities of 0 or 1 along some direction,
-i.e. perfect or quasi-perfect separation) leaves the inference out and says, in one line, which
-columns span the direction; numerically, the smallest eigenvalue of H scaled to the columns' own
-sums of squares (so that no unit matters) is below SINGULAR_RCOND.
+Singular information leaves the inference out and says, in one line, which columns span the
+direction without information and why:
+
+- collinear columns: the smallest eigenvalue of H, scaled to the columns' own sums of squares
+  (so that no unit matters), is below SINGULAR_RCOND along a direction that moves no row's logit;
+- perfect or quasi-perfect separation: the MLE does not exist, the likelihood rising towards 1
+  as some weights grow. Newton's method from the fit tells it: at an optimum its steps vanish
+  within a few, under separation each one moves the separated rows' logits by about one unit,
+  for ever (or the information vanishes along the way).
 """
 
 from __future__ import annotations
@@ -45,9 +50,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 INTERCEPT = "(intercept)"
-# A scaled information eigenvalue below this is a direction with (numerically) no information
-# (collinear columns): well-posed fits on real tables stay above 1e-3 (tests/test_inference.py),
-# collinear columns reach 1e-16.
+# A scaled information eigenvalue below this is a direction with (numerically) no information:
+# well-posed fits on the real tables of tests/test_inference.py stay above 1e-3, collinear
+# columns reach 1e-16.
 SINGULAR_RCOND = 1e-8
 # The information matrix holds (parameters)² float64 numbers; beyond this, inference is left out.
 MAX_PARAMETERS = 4096

@@ -54,7 +54,7 @@ class LogisticRegression(L.LightningModule):
         max_iter: int = 100,
         tol: float = 1e-7,
         seed: int | None = None,
-        ci_level: float = 0.95,
+        ci_level: float = 0.95,  # coefficients.csv's interval level (lrexp.coefficients)
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)
