@@ -15,12 +15,13 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pytest
 import torch
+from matplotlib.container import BarContainer
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from lrexp import plots
 from lrexp.model import predicted_labels
 
-IMAGE_FIGURES = ("weights", "roc", "confusion_matrix", "confidently_wrong")
+IMAGE_FIGURES = ("weights", "roc", "confusion_matrix", "confidently_wrong", "reliability")
 # What the TensorBoard server must serve: curves of both runs, pictures, hparams columns.
 SCALARS = {"train/loss", "val/acc", "val/auroc", "test/acc"}
 MNIST_IMAGES = {f"figures/{name}" for name in IMAGE_FIGURES}
@@ -97,6 +98,74 @@ def test_confidently_wrong_says_when_nothing_is_wrong() -> None:
         ("sneaker", "sandal"),
     )
     assert figure.axes[0].texts[0].get_text() == "no test image misclassified"
+
+
+def random_probs(rows: int, classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.randint(classes, (rows,), generator=generator)
+    logits = torch.randn(rows, classes, generator=generator) + 2 * torch.nn.functional.one_hot(
+        labels, classes
+    )
+    probs = logits.softmax(1)
+    return (probs[:, 1], labels) if classes == 2 else (probs, labels)
+
+
+@pytest.mark.parametrize("classes", [2, 4])
+def test_the_reliability_bins_give_torchmetrics_ece(classes: int) -> None:
+    """Two labels: P(label 1) against the share of label 1; K: the top label's confidence
+    against its accuracy; each bin's count; Σ count·|gap| / n is torchmetrics' ECE (15 bins)."""
+    from torchmetrics.classification import BinaryCalibrationError, MulticlassCalibrationError
+
+    probs, labels = random_probs(500, classes)
+    bins = plots.reliability_bins(probs, labels)
+    assert bins["count"].sum() == 500 and len(bins["count"]) == 15
+    ece = (bins["count"] * (bins["frequency"] - bins["confidence"]).abs()).sum() / 500
+    metric = BinaryCalibrationError() if classes == 2 else MulticlassCalibrationError(classes)
+    assert ece.item() == pytest.approx(metric(probs, labels).item(), abs=1e-6)
+
+
+def test_the_reliability_diagram_shows_each_bins_count_and_the_ece() -> None:
+    probs = torch.tensor([0.01, 0.02, 0.5, 0.96, 0.97, 0.98, 0.99])
+    labels = torch.tensor([0, 0, 1, 1, 1, 1, 0])
+    figure = plots.reliability_diagram(probs, labels)
+    calibration, counts = figure.axes
+    # bins [0, 1/15), [7/15, 8/15) and [14/15, 1]
+    assert [t.get_text() for t in counts.texts] == ["2", "1", "4"]
+    line = calibration.lines[1]
+    assert line.get_ydata().tolist() == pytest.approx([0.0, 1.0, 0.75])
+    assert "ECE" in calibration.get_title()
+
+
+def test_the_coefficients_figure_draws_the_intervals_and_leaves_the_intercept_out() -> None:
+    rows = [
+        {"class": "1", "feature": "(intercept)", "weight": 0.3, "odds_ratio": 1.35},
+        {
+            "class": "1",
+            "feature": "a",
+            "weight": 2.0,
+            "odds_ratio": 7.4,
+            "ci_low": 1.0,
+            "ci_high": 3.5,
+        },
+        {
+            "class": "1",
+            "feature": "b",
+            "weight": -1.0,
+            "odds_ratio": 0.37,
+            "ci_low": -2.0,
+            "ci_high": 0.0,
+        },
+    ]
+    rows[0] |= {"ci_low": -1.0, "ci_high": 1.6}
+    (ax,) = plots.coefficients(rows).axes
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["b", "a"]
+    (bars,) = [c for c in ax.containers if isinstance(c, BarContainer)]
+    segments = bars.errorbar.lines[2][0].get_segments()
+    assert [(s[0][0], s[1][0]) for s in segments] == [(-2.0, 0.0), (1.0, 3.5)]
+    (plain,) = plots.coefficients(
+        [{k: v for k, v in r.items() if "ci" not in k} for r in rows]
+    ).axes
+    assert plain.containers[0].errorbar is None
 
 
 def test_an_image_run_leaves_every_picture_in_figures_and_tensorboard(trained_mnist: Path) -> None:

@@ -84,7 +84,7 @@ def test_a_ten_class_run_reports_multiclass_metrics_and_pictures(
     per_class = [metrics[f"test/acc/{n}"] for n in names]
     assert metrics["test/acc"] == pytest.approx(sum(per_class) / 10)  # 10 test images a class
     figures = {p.stem for p in (trained_ten_classes / "figures").glob("*.png")}
-    assert figures == {"weights", "confusion_matrix", "confidently_wrong"}
+    assert figures == {"weights", "confusion_matrix", "confidently_wrong", "reliability"}
 
 
 def test_predict_gives_every_class_probability_and_the_top_two(

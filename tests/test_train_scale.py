@@ -219,7 +219,7 @@ def test_multirun_leaves_one_complete_run_dir_per_point(
             pd.read_csv(sweep / job / "coefficients.csv").set_index("feature")["weight"]
             for job in ("0", "1")
         )
-        assert len(first) == 34 and "color=red" in first.index
+        assert len(first) == 35 and "color=red" in first.index
         assert sorted(first.index) == sorted(second.index)
         assert not np.allclose(first, second[first.index])
 
@@ -511,5 +511,5 @@ def test_ddp_cpu_takes_the_steps_of_one_process_on_a_table(
     assert sorted(p.name for p in run_dir.iterdir()) == sorted(p.name for p in single.iterdir())
     coefficients = pd.read_csv(run_dir / "coefficients.csv").set_index("feature")["weight"]
     expected = pd.read_csv(single / "coefficients.csv").set_index("feature")["weight"]
-    assert len(coefficients) == 34 and sorted(coefficients.index) == sorted(expected.index)
+    assert len(coefficients) == 35 and sorted(coefficients.index) == sorted(expected.index)
     np.testing.assert_allclose(coefficients, expected[coefficients.index], atol=1e-5, rtol=0)

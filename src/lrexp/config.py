@@ -134,6 +134,9 @@ def _check_solver(model: DictConfig) -> None:
         value = model.get(key)
         if value is not None and (not _is_int(value) or value < 1):
             raise _fail(f"model.{key}", value, "an integer >= 1")
+    level = model.get("ci_level", 0.95)
+    if not (_is_number(level) and 0 < level < 1):
+        raise _fail("model.ci_level", level, "a number in (0, 1), e.g. 0.95")
     tol = model.get("tol")
     if tol is not None and (not _is_number(tol) or tol < 0):
         raise _fail("model.tol", tol, "a number >= 0")

@@ -172,7 +172,18 @@ def fitted(model: LogisticRegression, datamodule: L.LightningDataModule) -> Fitt
     with torch.no_grad():
         probs = model(datamodule.preprocess(raw.to(model.device))).cpu()
     weight, bias = (p.detach().cpu() for p in (model.linear.weight, model.linear.bias))
-    return Fitted(weight, bias, test_probs=probs, test_predicted=predicted_labels(probs))
+    hp = model.hparams
+    class_weights = model.objective.class_weights
+    return Fitted(
+        weight,
+        bias,
+        test_probs=probs,
+        test_predicted=predicted_labels(probs),
+        class_weights=None if class_weights is None else class_weights.cpu(),
+        l2=0.0 if hp.C is None else (1 - hp.l1_ratio) / hp.C,
+        l1_ratio=0.0 if hp.C is None else hp.l1_ratio,
+        ci_level=hp.get("ci_level", 0.95),
+    )
 
 
 def score(

@@ -50,6 +50,7 @@ class LogisticRegression(L.LightningModule):
         tol: float = 1e-4,
         path_length: int = 20,  # model.C=path: how many values (lrexp.path)
         seed: int | None = None,
+        ci_level: float = 0.95,  # coefficients.csv's interval level (lrexp.coefficients)
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)

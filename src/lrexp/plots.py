@@ -152,21 +152,98 @@ def confidently_wrong(
 
 
 def coefficients(rows: Sequence[dict], top: int = 20) -> Figure:
-    """The largest weights of each class as horizontal bars, with their odds ratios."""
+    """The largest weights of each class as horizontal bars, with their odds ratios and, where
+    coefficients.csv has them, their confidence intervals as error bars (the intercept left out:
+    it is no feature's effect)."""
+    from lrexp.inference import INTERCEPT
+
+    rows = [r for r in rows if r["feature"] != INTERCEPT]
     classes = list(dict.fromkeys(r["class"] for r in rows))
-    figure = Figure(figsize=(6 * min(len(classes), 3), 0.3 * top + 1.5))
+    figure = Figure(figsize=(6 * min(len(classes), 3), 0.3 * top + 1.5), layout="constrained")
     axes = np.atleast_1d(figure.subplots(1, min(len(classes), 3)))
     for ax, name in zip(axes, classes, strict=False):
         shown = [r for r in rows if r["class"] == name][:top][::-1]
-        weights = [r["weight"] for r in shown]
+        weights = np.array([r["weight"] for r in shown])
+        intervals = all("ci_low" in r for r in shown)
+        errors = (
+            np.array([[r["weight"] - r["ci_low"], r["ci_high"] - r["weight"]] for r in shown]).T
+            if intervals
+            else None
+        )
         ax.barh(
             [r["feature"] for r in shown],
             weights,
+            xerr=errors,
+            error_kw={"ecolor": "black", "capsize": 2, "linewidth": 0.8},
             color=["tab:red" if w > 0 else "tab:blue" for w in weights],
         )
         for i, r in enumerate(shown):
-            ax.annotate(f" ×{r['odds_ratio']:.3g}", (r["weight"], i), va="center", fontsize=7)
+            # Beyond the interval's outer end, where no bar or error bar lies.
+            right = r["weight"] >= 0
+            end = r.get("ci_high" if right else "ci_low", r["weight"])
+            ax.annotate(
+                f" ×{r['odds_ratio']:.3g} ",
+                (end, i),
+                va="center",
+                ha="left" if right else "right",
+                fontsize=7,
+            )
         ax.axvline(0, color="black", linewidth=0.8)
-        ax.set_title(f"{name}: largest weights (odds ratio per unit)")
-        ax.set_xlabel("weight (log-odds per standardised unit)")
+        ax.margins(x=0.15)  # room for the odds ratios
+        against = f" vs {shown[0]['reference']}" if shown and shown[0].get("reference") else ""
+        ax.set_title(f"{name}{against}: largest weights (odds ratio per unit)")
+        unit = "weight (log-odds per standardised unit)"
+        ax.set_xlabel(f"{unit}, bars: confidence interval" if intervals else unit)
+    return figure
+
+
+def reliability_bins(probs: Tensor, labels: Tensor, bins: int = 15) -> dict[str, Tensor]:
+    """Equal-width bins of the predicted probability (two labels: P(label 1); K classes: the
+    top label's) with each bin's mean prediction, observed frequency (of label 1, or of the top
+    label being right) and count: torchmetrics' calibration-error binning (15 bins), so
+    Σ count·|frequency - confidence| / n is its ECE."""
+    probs, labels = probs.detach().double().cpu(), labels.cpu()
+    if probs.dim() == 1:
+        confidence, hit = probs, labels.double()
+    else:
+        confidence, top = probs.max(1)
+        hit = (top == labels).double()
+    index = (confidence * bins).floor().long().clamp(0, bins - 1)
+    counts = torch.zeros(bins, dtype=torch.float64).index_add_(0, index, torch.ones_like(hit))
+    seen = counts.clamp_min(1)
+    return {
+        "confidence": torch.zeros(bins, dtype=torch.float64).index_add_(0, index, confidence)
+        / seen,
+        "frequency": torch.zeros(bins, dtype=torch.float64).index_add_(0, index, hit) / seen,
+        "count": counts,
+    }
+
+
+def reliability_diagram(probs: Tensor, labels: Tensor, bins: int = 15) -> Figure:
+    """Predicted against observed frequency per bin (the diagonal is perfect calibration), the
+    rows in each bin below, and the expected calibration error in the title."""
+    binned = reliability_bins(probs, labels, bins)
+    count, used = binned["count"].numpy(), binned["count"].numpy() > 0
+    confidence, frequency = binned["confidence"].numpy(), binned["frequency"].numpy()
+    ece = float((count * np.abs(frequency - confidence)).sum() / count.sum())
+    binary = probs.dim() == 1
+    figure = Figure(figsize=(5, 6))
+    top, bottom = figure.subplots(2, 1, sharex=True, height_ratios=[3, 1])
+    top.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="calibrated")
+    top.plot(confidence[used], frequency[used], marker="o", label="test bins")
+    top.set_ylabel("observed frequency of label 1" if binary else "accuracy of the top label")
+    top.set_ylim(-0.02, 1.02)
+    top.grid(True, alpha=0.3)
+    top.legend(loc="upper left")
+    top.set_title(f"test reliability ({bins} bins), ECE {ece:.4f}")
+    edges = np.linspace(0, 1, bins + 1)
+    bottom.bar(edges[:-1], count, width=1 / bins, align="edge", color="tab:grey")
+    for left, n in zip(edges[:-1], count, strict=True):
+        if n:
+            bottom.annotate(
+                f"{int(n)}", (left + 0.5 / bins, n), ha="center", va="bottom", fontsize=6
+            )
+    bottom.set_ylabel("rows")
+    bottom.set_xlabel("predicted P(label 1)" if binary else "top-label confidence")
+    bottom.set_xlim(0, 1)
     return figure

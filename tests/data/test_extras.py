@@ -16,6 +16,7 @@ from lrexp.data.extras import Fitted, RunExtras
 from lrexp.data.mnist import MNISTDataModule
 from lrexp.data.table import TableDataModule
 from lrexp.data.toy import ToyDataModule
+from lrexp.inference import INTERCEPT
 
 
 def fitted_on(test_labels: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> Fitted:
@@ -57,10 +58,22 @@ def test_a_table_adds_its_coefficients(tmp_path: Path) -> None:
     files = datamodule.run_files(fit)
     assert list(files) == [COEFFICIENTS_FILE]
     lines = files[COEFFICIENTS_FILE].decode().splitlines()
-    assert lines[0] == "class,feature,weight,odds_ratio"
-    assert lines[1].startswith(f"1,{datamodule.feature_names[1]},-2.0,")  # largest |w| first
-    assert set(datamodule.run_figures(fit)) == {"coefficients", "confusion_matrix", "roc"}
-    assert datamodule.run_metrics(fit) == {}
+    header = "class,feature,weight,odds_ratio,std_err,z,p_value,ci_low,ci_high,reference"
+    assert lines[0] == header
+    # The intercept, then the largest |w| first; c's two categories sum to the intercept, so
+    # the information is singular and the weights stay the fit's, without inference.
+    assert lines[1].startswith(f"1,{INTERCEPT},")
+    assert lines[2].startswith(f"1,{datamodule.feature_names[1]},-2.0,{math.exp(-2.0)}")
+    assert lines[2].endswith(",,,,,,")
+    figures = {"coefficients", "confusion_matrix", "reliability", "roc"}
+    assert set(datamodule.run_figures(fit)) == figures
+    # The fit statistics of the training rows, for metrics.json.
+    assert set(datamodule.run_metrics(fit)) == {
+        "train/log_likelihood",
+        "train/aic",
+        "train/bic",
+        "train/pseudo_r2",
+    }
 
 
 def test_images_add_their_weights_and_worst_mistakes(mnist_root: Path) -> None:
@@ -70,7 +83,13 @@ def test_images_add_their_weights_and_worst_mistakes(mnist_root: Path) -> None:
     _, labels = datamodule.splits["test"]
     fit = fitted_on(labels, torch.randn(1, 784), torch.zeros(1))
     figures = datamodule.run_figures(fit)
-    assert set(figures) == {"weights", "confidently_wrong", "confusion_matrix", "roc"}
+    assert set(figures) == {
+        "weights",
+        "confidently_wrong",
+        "confusion_matrix",
+        "reliability",
+        "roc",
+    }
     texts = [t.get_text() for ax in figures["confidently_wrong"].axes for t in ax.texts]
     assert texts == ["no test image misclassified"]  # its predictions are the true labels
 

@@ -481,6 +481,30 @@ def test_features_agree_with_scikit_learns_scaler_and_one_hot_encoder(
         np.testing.assert_allclose(features(datamodule, split).numpy(), expected, rtol=0, atol=1e-5)
 
 
+def test_onehot_drop_first_gives_no_column_to_each_columns_first_category(tmp_path: Path) -> None:
+    """data.onehot_drop=first: scikit-learn's OneHotEncoder(drop="first"), the first sorted
+    category of each column the reference (all zeros); anything else is a one-line error."""
+    from sklearn.preprocessing import OneHotEncoder
+
+    table = cancer_frame()[["mean radius", "color", "target"]]
+    table.insert(2, "size", np.where(table["mean radius"] > 14, "large", "small"))
+    path = write(table, tmp_path / "table.csv")
+    datamodule = fitted(path, onehot_drop="first")
+    assert datamodule.feature_names == [
+        "mean radius",
+        "color=blue",
+        "color=green",
+        "color=red",
+        "size=small",
+    ]  # black and large: the references
+    train = table.iloc[datamodule.split_rows["train"]]
+    encoder = OneHotEncoder(drop="first", sparse_output=False).fit(train[["color", "size"]])
+    expected = encoder.transform(train[["color", "size"]])
+    np.testing.assert_array_equal(features(datamodule, "train")[:, 1:].numpy(), expected)
+    with pytest.raises(LrexpError, match="data.onehot_drop='last'"):
+        TableDataModule(path=str(path), target="target", onehot_drop="last")
+
+
 def test_a_table_run_agrees_with_scikit_learns_pipeline_end_to_end(
     tmp_path: Path, run_main
 ) -> None:
@@ -534,7 +558,8 @@ def test_a_table_run_agrees_with_scikit_learns_pipeline_end_to_end(
     np.testing.assert_allclose(predicted["p_label_1"], expected, atol=2e-3)
 
     coefficients = pd.read_csv(run / "coefficients.csv")
-    assert set(coefficients["feature"]) == {*numeric, *(f"color={c}" for c in COLORS)}
+    features = {"(intercept)", *numeric, *(f"color={c}" for c in COLORS)}
+    assert set(coefficients["feature"]) == features
     np.testing.assert_allclose(coefficients["odds_ratio"], np.exp(coefficients["weight"]))
     assert (run / "figures" / "coefficients.png").is_file()
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import torch
 from torch import Tensor
 
 if TYPE_CHECKING:
@@ -21,18 +22,34 @@ if TYPE_CHECKING:
 class Fitted:
     """A fitted model as the data sees it (detached, on the CPU): `weight` is (1, features) for
     two labels and (K, features) for K; on the test split, `test_probs` is P(label 1) per row
-    (two labels) or the (rows, K) probabilities, and `test_predicted` the predicted labels."""
+    (two labels) or the (rows, K) probabilities, and `test_predicted` the predicted labels. The
+    objective it was fitted on, for inference: `class_weights` (one per label, or None), `l2`
+    the L2 penalty's strength on the summed loss ((1 - l1_ratio) / C, 0 without), `l1_ratio`
+    the L1 part's share (0 without), and `ci_level` the coefficient intervals' level."""
 
     weight: Tensor
     bias: Tensor
     test_probs: Tensor
     test_predicted: Tensor
+    class_weights: Tensor | None = None
+    l2: float = 0.0
+    l1_ratio: float = 0.0
+    ci_level: float = 0.95
+
+    def same_fit(self, other: Fitted) -> bool:
+        """The same parameters of the same objective (the test predictions follow from them)."""
+        return (
+            torch.equal(self.weight, other.weight)
+            and torch.equal(self.bias, other.bias)
+            and (self.l2, self.l1_ratio, self.ci_level)
+            == (other.l2, other.l1_ratio, other.ci_level)
+        )
 
 
 class RunExtras:
     """The contract, with what every kind of data gets: no extra metrics or files, and the test
-    split's confusion matrix (and ROC curve for two labels). A DataModule with `splits` and
-    `label_names` mixes it in and overrides what its kind adds."""
+    split's confusion matrix and reliability diagram (and ROC curve for two labels). A
+    DataModule with `splits` and `label_names` mixes it in and overrides what its kind adds."""
 
     def run_metrics(self, fitted: Fitted) -> dict[str, float]:
         """Metrics of this kind of data, merged into metrics.json."""
@@ -44,7 +61,10 @@ class RunExtras:
 
         _, labels = self.splits["test"]
         names = list(self.label_names)
-        figures = {"confusion_matrix": plots.confusion_matrix(fitted.test_probs, labels, names)}
+        figures = {
+            "confusion_matrix": plots.confusion_matrix(fitted.test_probs, labels, names),
+            "reliability": plots.reliability_diagram(fitted.test_probs, labels),
+        }
         if fitted.test_probs.dim() == 1:
             figures["roc"] = plots.roc_curve(fitted.test_probs, labels)
         return figures

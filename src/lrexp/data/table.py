@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MISSING_POLICIES = ("error", "mean", "drop")
+ONEHOT_DROPS = (None, "first")  # scikit-learn's OneHotEncoder(drop=...)
 PREPROCESS_ROWS = 2**16
 
 
@@ -70,6 +71,7 @@ class TableDataModule(RunExtras, SplitLoaders, L.LightningDataModule):
         negative: Spec = None,
         classes: Spec = None,
         delimiter: str | None = None,
+        onehot_drop: str | None = None,
         seed: int | None = 0,
         minibatches_per_step: int = 64,
         batches_per_fetch: int | None = None,
@@ -82,6 +84,11 @@ class TableDataModule(RunExtras, SplitLoaders, L.LightningDataModule):
         self.save_hyperparameters(logger=False)
         if missing not in MISSING_POLICIES:
             raise LrexpError(f"data.missing={missing!r}: use one of {', '.join(MISSING_POLICIES)}")
+        if onehot_drop not in ONEHOT_DROPS:
+            raise LrexpError(
+                f"data.onehot_drop={onehot_drop!r}: use null (every category) or first (the "
+                "first category of each column is the reference, without a column)"
+            )
         if delimiter is not None and (not isinstance(delimiter, str) or len(delimiter) != 1):
             raise LrexpError(
                 f"data.delimiter={delimiter!r}: give one character, e.g. data.delimiter=';'"
@@ -110,6 +117,7 @@ class TableDataModule(RunExtras, SplitLoaders, L.LightningDataModule):
         self.state: dict[str, Any] = {}
         self.preprocessing: TablePreprocessing | None = None
         self.class_counts: list[int] = []
+        self._inference: tuple[Fitted, list[dict], dict[str, float]] | None = None
 
     # --- what the model and the entry points read ----------------------------------------------
 
@@ -119,10 +127,12 @@ class TableDataModule(RunExtras, SplitLoaders, L.LightningDataModule):
 
     @property
     def feature_names(self) -> list[str]:
-        """The model's input features: numeric columns, then one "column=category" each."""
+        """The model's input features: numeric columns, then one "column=category" each (with
+        onehot_drop=first, for every category but the first)."""
         kinds, categories = self._state("kinds"), self._state("categories")
         numeric = [c for c, k in zip(self.columns, kinds, strict=True) if k == "numeric"]
-        onehot = [f"{c}={v}" for c in self.columns if c in categories for v in categories[c]]
+        skip = self._dropped()
+        onehot = [f"{c}={v}" for c in self.columns if c in categories for v in categories[c][skip:]]
         return numeric + onehot
 
     def weight_names(self) -> list[str]:
@@ -275,7 +285,8 @@ class TableDataModule(RunExtras, SplitLoaders, L.LightningDataModule):
             "shape": ["batch", len(self.columns)],
             "preprocessing": [
                 "numeric columns: (x - mean) / scale (training split statistics, in the graph)",
-                "categorical columns: one-hot of the category's index (in the graph)",
+                "categorical columns: one-hot of the category's index (in the graph)"
+                + (", the first category none" if self._dropped() else ""),
             ],
             "columns": columns,
             "missing": "NaN: the training mean or most frequent category"
@@ -419,9 +430,13 @@ class TableDataModule(RunExtras, SplitLoaders, L.LightningDataModule):
         self.state |= learn_state(table, columns, train, hp.path, hp.normalize)
         self._build_preprocessing()
 
+    def _dropped(self) -> int:
+        """Categories without a column at the start of each column's sorted categories."""
+        return 1 if self.hparams.get("onehot_drop") == "first" else 0
+
     def _build_preprocessing(self) -> None:
         self.preprocessing = TablePreprocessing.from_state(
-            self.state, self.hparams.missing == "mean"
+            self.state, self.hparams.missing == "mean", self._dropped()
         )
 
     def _raw(self, table: TableColumns, parts: dict[str, np.ndarray]) -> dict[str, Tensor]:
@@ -483,17 +498,28 @@ class TableDataModule(RunExtras, SplitLoaders, L.LightningDataModule):
 
     # --- what a table adds to a run (lrexp.data.extras) ----------------------------------------
 
+    def run_metrics(self, fitted: Fitted) -> dict[str, float]:
+        """The training fit's log-likelihood, AIC, BIC and pseudo-R² (lrexp.coefficients)."""
+        return self._coefficients(fitted)[1]
+
     def run_figures(self, fitted: Fitted) -> dict[str, Figure]:
-        """The test split's figures and the largest coefficients by feature name."""
-        from lrexp.coefficients import coefficient_rows
+        """The test split's figures and the largest coefficients with their intervals."""
         from lrexp.plots import coefficients
 
-        rows = coefficient_rows(fitted.weight, self.feature_names, self.label_names)
+        rows = self._coefficients(fitted)[0]
         return {"coefficients": coefficients(rows)} | super().run_figures(fitted)
 
     def run_files(self, fitted: Fitted) -> dict[str, bytes]:
-        """coefficients.csv: each feature's weight and odds ratio."""
-        from lrexp.coefficients import COEFFICIENTS_FILE, coefficient_rows, coefficients_csv
+        """coefficients.csv: each feature's weight, odds ratio and Wald inference."""
+        from lrexp.coefficients import COEFFICIENTS_FILE, coefficients_csv
 
-        rows = coefficient_rows(fitted.weight, self.feature_names, self.label_names)
-        return {COEFFICIENTS_FILE: coefficients_csv(rows)}
+        return {COEFFICIENTS_FILE: coefficients_csv(self._coefficients(fitted)[0])}
+
+    def _coefficients(self, fitted: Fitted) -> tuple[list[dict], dict[str, float]]:
+        """coefficients.csv's rows and the fit statistics, computed once per fitted model (the
+        three questions above, and the pipeline's scoring and finishing, share them)."""
+        from lrexp.coefficients import table_rows
+
+        if self._inference is None or not self._inference[0].same_fit(fitted):
+            self._inference = (fitted, *table_rows(fitted, self))
+        return self._inference[1], self._inference[2]

@@ -53,11 +53,14 @@ class TablePreprocessing(nn.Module):
         self.register_buffer("fill", fill if fill is not None else torch.zeros(0))
 
     @classmethod
-    def from_state(cls, state: dict[str, Any], impute: bool) -> TablePreprocessing:
-        """The module for a learned state (`learn_state`); `impute`: data.missing=mean."""
+    def from_state(cls, state: dict[str, Any], impute: bool, skip: int = 0) -> TablePreprocessing:
+        """The module for a learned state (`learn_state`); `impute`: data.missing=mean; `skip`:
+        categories without a column at the start of each column's sorted ones (onehot_drop)."""
         columns, categories = state["columns"], state["categories"]
-        source = [j for j, c in enumerate(columns) if c in categories for _ in categories[c]]
-        code = [float(k) for c in columns if c in categories for k in range(len(categories[c]))]
+        source = [j for j, c in enumerate(columns) if c in categories for _ in categories[c][skip:]]
+        code = [
+            float(k) for c in columns if c in categories for k in range(skip, len(categories[c]))
+        ]
         return cls(
             len(state["numeric"]),
             state["mean"].float(),
