@@ -31,7 +31,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from throughput import log, machine
+from throughput import emit, log, machine
 
 CONFIGS = {"defaults": [], "lbfgs": ["model.optimizer=lbfgs"]}
 
@@ -98,10 +98,7 @@ def main() -> None:
         for name, overrides in configs.items():
             report[name] = run_baseline(table, work, name, overrides)
             log(f"{name}: {report[name]}")
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    emit(report, args.out)
 
 
 if __name__ == "__main__":

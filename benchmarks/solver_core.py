@@ -24,7 +24,6 @@ Usage: python benchmarks/solver_core.py [--data-dir DIR] [--repeats N] [--out FI
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -32,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from throughput import FASHION, clocks, fashion_split, log, lrexp_run, machine, median
+from throughput import FASHION, clocks, emit, fashion_split, log, lrexp_run, machine, median
 
 from lrexp.objective import Objective
 
@@ -153,10 +152,7 @@ def main() -> None:
         start = clocks()
         report["lbfgs"] = exact_optimum(data_dir, work)
         log(f"lbfgs: {report['lbfgs']} ({clocks()[0] - start[0]:.1f} s)")
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    emit(report, args.out)
 
 
 if __name__ == "__main__":

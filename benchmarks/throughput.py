@@ -131,6 +131,14 @@ def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
+def emit(report: dict, out: str | None) -> None:
+    """Print the report as one JSON document, and write it to `out` too where given."""
+    text = json.dumps(report, indent=2)
+    print(text)
+    if out:
+        Path(out).write_text(text + "\n")
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values)
 

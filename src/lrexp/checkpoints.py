@@ -20,19 +20,11 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from lrexp.config import build
+from lrexp.data.checkpoint_name import DATAMODULE_CLASS_KEY
 from lrexp.errors import LrexpError
 
 CHECKPOINT_DIR = "checkpoints"
-# Checkpoint key naming the DataModule class ("lrexp.data.toy.ToyDataModule").
-DATAMODULE_CLASS_KEY = "lrexp_datamodule"
 DATAMODULE_HPARAMS_KEY = L.LightningDataModule.CHECKPOINT_HYPER_PARAMS_KEY
-
-
-def name_datamodule(checkpoint: dict[str, Any], datamodule: L.LightningDataModule | None) -> None:
-    """Record the DataModule's class beside its hyper-parameters (which Lightning stores)."""
-    if datamodule is not None:
-        cls = type(datamodule)
-        checkpoint[DATAMODULE_CLASS_KEY] = f"{cls.__module__}.{cls.__qualname__}"
 
 
 def resolve_ckpt_path(ckpt_path: str | None, run_dir: Path) -> str | None:

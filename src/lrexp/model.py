@@ -17,8 +17,8 @@ from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor, nn
 
 from lrexp import solvers
-from lrexp.checkpoints import name_datamodule
 from lrexp.data.batches import Minibatches
+from lrexp.data.checkpoint_name import name_datamodule
 from lrexp.errors import LrexpError
 from lrexp.metrics import EpochMetrics, publish
 from lrexp.objective import Objective, class_weights
