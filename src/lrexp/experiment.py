@@ -73,7 +73,9 @@ def build_model(
     `world_size` minibatches, so N ranks at batch B step like one process at N·B."""
     check_class_weight(cfg.model.get("class_weight"), datamodule.num_classes)
     rows = len(datamodule.splits["train"][1])
-    optimizer, why = solvers.choose_optimizer(cfg.model, rows, datamodule.in_features, world_size)
+    # A wide table's features are mostly not stored (lrexp.data.wide_features).
+    width = getattr(datamodule, "stored_width", datamodule.in_features)
+    optimizer, why = solvers.choose_optimizer(cfg.model, rows, width, world_size)
     if why:
         log.info(f"model.optimizer=auto: {optimizer} ({why})")
     C = cfg.model.get("C")

@@ -2,7 +2,8 @@
 (the Hessian of the training objective at the fit), z, p-values and confidence intervals, and the
 fit's log-likelihood, AIC, BIC and McFadden's pseudo-R².
 
-Everything is computed in float64 from plain tensors — the training split's model features, its
+Everything is computed in float64 from plain tensors — the training split's model features (a
+wide table's made dense a slice of rows at a time, and only below MAX_PARAMETERS), its
 labels, the fitted weight and bias, the L2 penalty's curvature and each row's class weight — so
 it does not depend on how the pipeline is arranged.
 
@@ -48,6 +49,8 @@ from statistics import NormalDist
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from lrexp.data.wide_features import Features, as_dense, linear
 
 INTERCEPT = "(intercept)"
 # A scaled information eigenvalue below this is a direction with (numerically) no information:
@@ -115,13 +118,16 @@ def fit_inference(
     """
     r = torch.ones(len(y)) if row_weights is None else row_weights
     theta = torch.cat([bias.detach()[:, None], weight.detach()], 1).double().cpu()
+    classes, reference = _reported_classes(len(theta), l2)
+    if len(classes) * theta.shape[1] > MAX_PARAMETERS:  # the fit statistics alone
+        x, y, r = x.detach().cpu().double(), y.long().cpu(), r.double().cpu()
+        statistics = _statistics(linear(x, theta[:, 1:], theta[:, 0]), y, r, theta.shape[1])
+        theta = _reported(theta, reference, l2)
+        why = f"{theta.numel()} parameters (more than {MAX_PARAMETERS}): no inference"
+        return Fit(classes, reference, theta, None, why, statistics)
     problem = _Problem(x.detach().cpu(), y.long().cpu(), r.double().cpu(), l2, len(theta))
     statistics = _statistics(problem.logits(theta), problem.y, problem.r, theta.shape[1])
     theta = problem.parameters(theta)
-    classes, reference = problem.classes, problem.reference
-    if theta.numel() > MAX_PARAMETERS:
-        why = f"{theta.numel()} parameters (more than {MAX_PARAMETERS}): no inference"
-        return Fit(classes, reference, theta, None, why, statistics)
     covariance, direction = problem.covariance(theta)
     if covariance is None and problem.moves_no_row(direction):
         columns = _columns(problem.in_logits(direction), names)
@@ -149,14 +155,9 @@ class _Problem:
     (classes x (1 + d)): its gradient, information and the information's inverse. The rows'
     (1, x) are made in float64 a slice of CHUNK_ROWS at a time, never for the whole split."""
 
-    def __init__(self, x: Tensor, y: Tensor, r: Tensor, l2: float, outputs: int) -> None:
+    def __init__(self, x: Features, y: Tensor, r: Tensor, l2: float, outputs: int) -> None:
         self.x, self.y, self.r, self.l2 = x, y, r, l2
-        if outputs == 1:
-            self.classes, self.reference = [1], None
-        elif l2 == 0:
-            self.classes, self.reference = list(range(1, outputs)), 0
-        else:
-            self.classes, self.reference = list(range(outputs)), None
+        self.classes, self.reference = _reported_classes(outputs, l2)
         m, width = len(self.classes), x.shape[1] + 1
         self.penalty = torch.zeros(m, width, dtype=torch.float64)
         self.penalty[:, 1:] = l2
@@ -179,7 +180,7 @@ class _Problem:
 
     def chunks(self) -> Iterator[tuple[slice, Tensor]]:
         for start in range(0, len(self.x), CHUNK_ROWS):
-            x = self.x[start : start + CHUNK_ROWS].double()
+            x = as_dense(self.x[start : start + CHUNK_ROWS]).double()
             yield slice(start, start + len(x)), torch.cat([torch.ones(len(x), 1).double(), x], 1)
 
     def logits(self, theta: Tensor) -> Tensor:
@@ -189,13 +190,7 @@ class _Problem:
     def parameters(self, theta: Tensor) -> Tensor:
         """The model's (outputs, 1 + d) parameters as reported: contrasts with the reference
         class, or centred intercepts."""
-        if self.reference is not None:
-            return theta[1:] - theta[0]
-        if self.shift is None:
-            return theta
-        theta = theta.clone()
-        theta[:, 0] -= theta[:, 0].mean()
-        return theta
+        return _reported(theta, self.reference, self.l2)
 
     def all_logits(self, theta: Tensor) -> Tensor:
         """Every class's logits (the reference's, or two labels' label 0, at 0)."""
@@ -289,6 +284,27 @@ class _Problem:
             if moved < NEWTON_LOGIT_TOL:
                 return theta, covariance, None
         return theta, covariance, theta - start
+
+
+def _reported_classes(outputs: int, l2: float) -> tuple[list[int], int | None]:
+    """The classes whose parameters are reported, and the reference class (module docstring)."""
+    if outputs == 1:
+        return [1], None
+    if l2 == 0:
+        return list(range(1, outputs)), 0
+    return list(range(outputs)), None
+
+
+def _reported(theta: Tensor, reference: int | None, l2: float) -> Tensor:
+    """The model's (outputs, 1 + d) parameters as reported: contrasts with the reference
+    class, or (penalised softmax) centred intercepts."""
+    if reference is not None:
+        return theta[1:] - theta[0]
+    if len(theta) == 1 or l2 == 0:
+        return theta
+    theta = theta.clone()
+    theta[:, 0] -= theta[:, 0].mean()
+    return theta
 
 
 def _columns(direction: Tensor, names: list[str]) -> list[str]:

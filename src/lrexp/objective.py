@@ -10,7 +10,8 @@ scikit-learn's LogisticRegression(C, l1_ratio, class_weight) divided by n; the i
 penalised.
 
 The gradient with respect to the logits is the residual r_i = c_{y_i} (p_i - onehot(y_i)) / D,
-so ∇_w J = rᵀ X + s·l2·w and ∇_b J = Σ_i r_i: two matrix products, no autograd. The L1 part
+so ∇_w J = rᵀ X + s·l2·w and ∇_b J = Σ_i r_i: two matrix products, no autograd (on a wide
+table's features, lrexp.data.wide_features, the sparse block's products). The L1 part
 is not differentiable; SGD and Adam apply it as a proximal step, L-BFGS does not take it.
 """
 
@@ -21,6 +22,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from lrexp.data.wide_features import Features, WideFeatures, linear, transposed_product
 
 REDUCTIONS = ("mean", "sum")
 
@@ -86,9 +89,9 @@ class Objective(nn.Module):
         """The penalty's weight in a step over `rows` rows: 1 for a mean, `rows` for a sum."""
         return rows if self.reduction == "sum" else 1
 
-    def logits(self, x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    def logits(self, x: Features, weight: Tensor, bias: Tensor) -> Tensor:
         """(rows,) for two labels, (rows, K) for K classes."""
-        z = torch.addmm(bias, x, weight.t())
+        z = linear(x, weight, bias)
         return z.squeeze(-1) if self.binary else z
 
     def probs(self, logits: Tensor) -> Tensor:
@@ -155,7 +158,7 @@ class Objective(nn.Module):
 
     def gradient_(
         self,
-        x: Tensor,
+        x: Features,
         y: Tensor,
         weight: Tensor,
         bias: Tensor,
@@ -171,7 +174,10 @@ class Objective(nn.Module):
         r, scale = self.residual_(probs, y)
         residual = r.unsqueeze(0) if self.binary else r.t()
         decay = self.share(len(y)) * self.l2
-        torch.addmm(weight, residual, x, beta=decay, alpha=scale, out=grad_weight)
+        if isinstance(x, WideFeatures):
+            x.transposed_product(residual, weight, decay, scale, out=grad_weight)
+        else:
+            torch.addmm(weight, residual, x, beta=decay, alpha=scale, out=grad_weight)
         if scale == 1.0 / len(y):
             torch.mean(residual, dim=1, out=grad_bias)
         else:
@@ -179,24 +185,26 @@ class Objective(nn.Module):
         return loss, kept
 
     def value_and_gradient(
-        self, x: Tensor, y: Tensor, weight: Tensor, bias: Tensor
+        self, x: Features, y: Tensor, weight: Tensor, bias: Tensor
     ) -> tuple[Tensor, Tensor, Tensor]:
         """J's smooth part (no L1 term) on all of (x, y) and its gradient (weight, bias): what
         full-batch L-BFGS evaluates, and the convergence report. The two matrix products run
         in x's dtype, everything else in the parameters' (float32 products, float64 sums, where
         x is float32 and the parameters float64); the value is summed in float64."""
         products = x.dtype
-        logits = (
-            torch.addmm(bias, x, weight.to(products).t())
-            if products == weight.dtype
-            else (torch.mm(x, weight.to(products).t()).to(weight.dtype).add_(bias))
-        )
+        if products == weight.dtype:
+            logits = linear(x, weight, bias)
+        elif isinstance(x, WideFeatures):
+            zero = bias.new_zeros(bias.shape, dtype=products)
+            logits = x.linear(weight.to(products), zero).to(weight.dtype).add_(bias)
+        else:
+            logits = torch.mm(x, weight.to(products).t()).to(weight.dtype).add_(bias)
         logits = logits.squeeze(-1) if self.binary else logits
         loss, probs = self.loss_and_probs_(logits, y)
         value = loss.double() + self.penalty(weight, len(y), l1=False)
         r, scale = self.residual_(probs, y)
         residual = r.unsqueeze(0) if self.binary else r.t()
-        grad_weight = (residual.to(products) @ x).to(weight.dtype).mul_(scale)
+        grad_weight = transposed_product(residual.to(products), x).to(weight.dtype).mul_(scale)
         if self.l2:
             grad_weight.add_(weight, alpha=self.share(len(y)) * self.l2)
         return value, grad_weight, residual.sum(1).mul_(scale)

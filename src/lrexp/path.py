@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from lrexp import solvers
+from lrexp.data.wide_features import Features, transposed_product
 from lrexp.errors import LrexpError
 
 if TYPE_CHECKING:
@@ -35,12 +36,12 @@ PATH_FILE = "path.csv"
 DECADES = 4.0
 
 
-def path_values(x: Tensor, y: Tensor, num_classes: int, length: int) -> list[float]:
+def path_values(x: Features, y: Tensor, num_classes: int, length: int) -> list[float]:
     """`length` values of C from C_min upwards over DECADES decades (module docstring)."""
     labels = torch.nn.functional.one_hot(y, num_classes).to(torch.float64) * 2 - 1
     if num_classes == 2:
         labels = labels[:, 1:]
-    den = (labels.t() @ x.double()).abs().max().item()
+    den = transposed_product(labels.t(), x.double()).abs().max().item()
     if den == 0:
         raise LrexpError(
             "model.C=path: every feature is zero on the training split, so no penalty changes "

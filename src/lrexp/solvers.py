@@ -21,6 +21,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from lrexp.data.wide_features import (
+    Features,
+    WideFeatures,
+    linear,
+    row_squared_norms,
+    transposed_product,
+)
 from lrexp.errors import LrexpError
 from lrexp.lightning_fast import checkpoint_this_epoch, count_step, step_hooks_idle
 
@@ -41,7 +48,7 @@ DECAYS = {
 }
 
 
-def sgd_auto_lr(x: Tensor, batch_size: int, num_classes: int, momentum: float = 0.0) -> float:
+def sgd_auto_lr(x: Features, batch_size: int, num_classes: int, momentum: float = 0.0) -> float:
     """SGD's step for model.lr=auto: (1 + momentum) / L_B, half the largest step with which
     heavy-ball SGD stays stable where the loss is most curved (2 (1 + momentum) / L_B; plain
     SGD: the classic 1 / L_B), whatever the features' scale. L_B is the expected smoothness of
@@ -58,11 +65,18 @@ def sgd_auto_lr(x: Tensor, batch_size: int, num_classes: int, momentum: float = 
     c = 0.25 if num_classes == 2 else 0.5
     generator = torch.Generator().manual_seed(0)
     v = torch.randn(x.shape[1], generator=generator, dtype=x.dtype).to(x.device)
-    for _ in range(30):
-        v = x.T @ (x @ v) / n
-        v = v / v.norm().clamp_min(1e-300)
-    full = c * (x @ v).pow(2).mean().item()
-    single = c * x.pow(2).sum(1).max().item()
+    if isinstance(x, WideFeatures):
+        zero = v.new_zeros(1)
+        for _ in range(30):
+            v = transposed_product(linear(x, v[None], zero).t(), x)[0] / n
+            v = v / v.norm().clamp_min(1e-300)
+        full = c * linear(x, v[None], zero).pow(2).mean().item()
+    else:
+        for _ in range(30):
+            v = x.T @ (x @ v) / n
+            v = v / v.norm().clamp_min(1e-300)
+        full = c * (x @ v).pow(2).mean().item()
+    single = c * row_squared_norms(x).max().item()
     b = min(batch_size, n)
     expected = (n * (b - 1) * full + (n - b) * single) / (b * max(n - 1, 1))
     return (1.0 + momentum) / max(expected, 1e-12)
@@ -392,12 +406,19 @@ class CentredFloat64:
       are otherwise one ill-conditioned direction.
 
     Memory: a centred copy of the training split in `products`, kept from the fit's start to
-    its end.
+    its end. A wide table's sparse block stays as it is (sparse, uncentred: μ is 0 there, which
+    keeps the change of variables exact); its dense block is centred.
     """
 
-    def __init__(self, x: Tensor, y: Tensor, products: torch.dtype = torch.float64) -> None:
-        self.mean = x.double().mean(0)
-        self.x = (x.double() - self.mean).to(products)
+    def __init__(self, x: Features, y: Tensor, products: torch.dtype = torch.float64) -> None:
+        if isinstance(x, WideFeatures):
+            dense = x.dense.double()
+            mean = dense.mean(0)
+            self.mean = torch.cat([mean, mean.new_zeros(x.sparse_width)])
+            self.x = x.with_dense(dense - mean).to(products)
+        else:
+            self.mean = x.double().mean(0)
+            self.x = (x.double() - self.mean).to(products)
         self.y = y
 
     @staticmethod

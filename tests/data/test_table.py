@@ -17,6 +17,7 @@ from sklearn import datasets
 
 from lrexp.data.table import TableDataModule
 from lrexp.data.table_preprocessing import TablePreprocessing
+from lrexp.data.wide_features import as_dense
 from lrexp.errors import LrexpError
 
 COLORS = np.array(["red", "green", "blue", "black"])
@@ -67,7 +68,8 @@ def fitted(path: Path, target: str = "target", **hparams) -> TableDataModule:
 
 
 def features(datamodule: TableDataModule, split: str) -> torch.Tensor:
-    return datamodule.preprocess(datamodule.splits[split][0])
+    """A split's model features, every column (the one-hot ones are sparse in the model's)."""
+    return as_dense(datamodule.preprocess(datamodule.splits[split][0]))
 
 
 # --- formats ----------------------------------------------------------------------------------
@@ -418,7 +420,7 @@ def test_state_round_trip_rebuilds_identical_features_without_the_training_file(
     test.drop(columns="target").to_csv(tmp_path / "new.csv", index=False)  # no target column
     names, x = fresh.encode_inputs([str(tmp_path / "new.csv")])
     assert names == [str(i) for i in range(60)]
-    assert torch.equal(x, features(datamodule, "test"))
+    assert torch.equal(as_dense(x), features(datamodule, "test"))
 
 
 def test_predict_input_must_hold_every_feature_column(tmp_path: Path) -> None:
@@ -444,7 +446,8 @@ def test_exported_preprocessing_runs_in_onnxruntime_as_in_torch(tmp_path: Path) 
     )
     session = ort.InferenceSession(str(onnx_path))
     (got,) = session.run(None, {"raw": raw[:17].numpy()})
-    np.testing.assert_allclose(got, datamodule.preprocess(raw[:17]).numpy(), rtol=0, atol=1e-6)
+    expected = as_dense(datamodule.preprocess(raw[:17])).numpy()
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
     card = datamodule.input_card()
     assert [c["name"] for c in card["columns"]] == datamodule.columns
     assert card["columns"][30]["categories"] == ["black", "blue", "green", "red"]

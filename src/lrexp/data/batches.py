@@ -17,6 +17,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from lrexp.data.wide_features import Features, WideFeatures
+
 
 def epoch_permutation(n: int, seed: int, epoch: int) -> Tensor:
     """The training order of epoch `epoch`: a function of (seed, epoch) only, so that a
@@ -82,9 +84,9 @@ class InMemoryDataset(Dataset):
     """Features and labels indexed by whole groups of minibatches; keeps the buffer that
     `Minibatches.sharing_one_buffer()` gathers into."""
 
-    def __init__(self, x: Tensor, y: Tensor) -> None:
+    def __init__(self, x: Features, y: Tensor) -> None:
         self.x, self.y = x, y
-        self._staging = x.new_empty((0, *x.shape[1:]))
+        self._staging = x.new_empty((0, *x.shape[1:])) if isinstance(x, Tensor) else None
 
     def __len__(self) -> int:
         return len(self.y)
@@ -116,18 +118,21 @@ class Minibatches:
         self.source, self.indices = source, indices
 
     @classmethod
-    def of(cls, x: Tensor, y: Tensor) -> Minibatches:
+    def of(cls, x: Features, y: Tensor) -> Minibatches:
         """One minibatch of all of (x, y): what a plain (x, y) batch from any loader becomes."""
         return cls(InMemoryDataset(x, y), [torch.arange(len(y), device=y.device)])
 
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+    def __iter__(self) -> Iterator[tuple[Features, Tensor]]:
         for idx in self.indices:
             yield self.source.x[idx], self.source.y[idx]
 
-    def sharing_one_buffer(self) -> Iterator[tuple[Tensor, Tensor]]:
+    def sharing_one_buffer(self) -> Iterator[tuple[Features, Tensor]]:
+        if isinstance(self.source.x, WideFeatures):  # rows of varying width: gathered afresh
+            yield from self
+            return
         buffer = self.source.staging(max((len(idx) for idx in self.indices), default=0))
         for idx in self.indices:
             x = torch.index_select(self.source.x, 0, idx, out=buffer[: len(idx)])
@@ -182,7 +187,7 @@ def split_loader(
 
 
 def tensor_loader(
-    x: Tensor,
+    x: Features,
     y: Tensor,
     batch_size: int,
     minibatches_per_step: int = 1,

@@ -12,6 +12,7 @@ turns raw features into the model's (its docstring describes both layouts); `pre
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,15 @@ from lrexp.data.extras import Fitted, RunExtras
 from lrexp.data.labels import log_balance, split_label_check, stratified_split
 from lrexp.data.table_columns import category_codes, check_finite, column_kind
 from lrexp.data.table_file import TableColumns, TableFile
+from lrexp.data.table_hashing import (
+    Encoding,
+    column_name,
+    column_values,
+    hashed_column,
+    text_rows,
+    token_counts,
+    value_counts,
+)
 from lrexp.data.table_labels import (
     Spec,
     distinct_values,
@@ -36,6 +46,7 @@ from lrexp.data.table_labels import (
     target_column,
 )
 from lrexp.data.table_preprocessing import TablePreprocessing, learn_state
+from lrexp.data.wide_features import Features, WideFeatures
 from lrexp.errors import LrexpError
 
 if TYPE_CHECKING:
@@ -72,6 +83,10 @@ class TableDataModule(RunExtras, SplitLoaders, L.LightningDataModule):
         classes: Spec = None,
         delimiter: str | None = None,
         onehot_drop: str | None = None,
+        categorical: str = "onehot",
+        hash_bits: int = 18,
+        text: Sequence[str] | None = None,
+        ngram_max: int = 1,
         seed: int | None = 0,
         minibatches_per_step: int = 64,
         batches_per_fetch: int | None = None,
@@ -89,6 +104,7 @@ class TableDataModule(RunExtras, SplitLoaders, L.LightningDataModule):
                 f"data.onehot_drop={onehot_drop!r}: use null (every category) or first (the "
                 "first category of each column is the reference, without a column)"
             )
+        self.configured = Encoding.of(categorical, hash_bits, text, ngram_max)
         if delimiter is not None and (not isinstance(delimiter, str) or len(delimiter) != 1):
             raise LrexpError(
                 f"data.delimiter={delimiter!r}: give one character, e.g. data.delimiter=';'"
@@ -117,6 +133,8 @@ class TableDataModule(RunExtras, SplitLoaders, L.LightningDataModule):
         self.state: dict[str, Any] = {}
         self.preprocessing: TablePreprocessing | None = None
         self.class_counts: list[int] = []
+        # The most frequent training values of each hashed column (its name in coefficients.csv).
+        self.hashed_values: dict[int, list[str]] = {}
         self._inference: tuple[Fitted, list[dict], dict[str, float]] | None = None
 
     # --- what the model and the entry points read ----------------------------------------------
@@ -126,21 +144,48 @@ class TableDataModule(RunExtras, SplitLoaders, L.LightningDataModule):
         return self._state("columns")
 
     @property
+    def encoding(self) -> Encoding:
+        """How string columns are encoded: the learned state's, else the config's."""
+        return Encoding.from_state(self.state) if self.state else self.configured
+
+    @property
     def feature_names(self) -> list[str]:
         """The model's input features: numeric columns, then one "column=category" each (with
-        onehot_drop=first, for every category but the first)."""
+        onehot_drop=first, for every category but the first), then the hashed columns, where
+        hashed or text columns exist (lrexp.data.table_hashing.column_name)."""
         kinds, categories = self._state("kinds"), self._state("categories")
         numeric = [c for c, k in zip(self.columns, kinds, strict=True) if k == "numeric"]
         skip = self._dropped()
         onehot = [f"{c}={v}" for c in self.columns if c in categories for v in categories[c][skip:]]
-        return numeric + onehot
+        if not self._hashed_width():
+            return numeric + onehot
+        values = self.hashed_values
+        return numeric + onehot + [column_name(k, values) for k in range(self._hashed_width())]
 
     def weight_names(self) -> list[str]:
         return self.feature_names
 
     @property
     def in_features(self) -> int:
-        return len(self.feature_names)
+        kinds, skip = self._state("kinds"), self._dropped()
+        onehot = sum(len(v) - skip for v in self._state("categories").values())
+        return kinds.count("numeric") + onehot + self._hashed_width()
+
+    def _hashed_width(self) -> int:
+        """The hashed columns' features: 2^data.hash_bits where a column is hashed or text."""
+        kinds = self._state("kinds")
+        return 2**self.encoding.hash_bits if {"hashed", "text"} & set(kinds) else 0
+
+    @property
+    def stored_width(self) -> int:
+        """Numbers per training row as the model holds its features: the dense ones, and two
+        (index and value) per sparse entry (lrexp.solvers.choose_optimizer's budget)."""
+        kinds = self._state("kinds")
+        raw, _ = self.splits["train"]
+        entries = kinds.count("categorical")
+        if isinstance(raw, WideFeatures):
+            entries += len(raw.indices) / max(len(raw), 1)
+        return kinds.count("numeric") + math.ceil(2 * entries)
 
     @property
     def num_classes(self) -> int:
@@ -238,14 +283,24 @@ class TableDataModule(RunExtras, SplitLoaders, L.LightningDataModule):
 
     # --- features ------------------------------------------------------------------------------
 
-    def preprocess(self, raw: Tensor) -> Tensor:
-        """Raw table features (see the module docstring) → float32 model features.
+    def preprocess(self, raw: Features) -> Features:
+        """Raw table features (see the module docstring) → float32 model features: a tensor
+        where every column is numeric, else WideFeatures, the one-hot and hashed columns a
+        sparse block (lrexp.data.wide_features) that is never made dense.
 
-        In slices of PREPROCESS_ROWS rows written into the result, so that the module's
-        intermediates (standardised columns, one-hot columns) never exist for a whole split.
+        A tensor in slices of PREPROCESS_ROWS rows written into the result, so that the
+        module's intermediates (standardised columns) never exist for a whole split.
         """
         self._state("columns")
-        module = self.preprocessing.to(raw.device)
+        dense = raw.dense if isinstance(raw, WideFeatures) else raw
+        module = self.preprocessing.to(dense.device)
+        if any(kind != "numeric" for kind in self.state["kinds"]):
+            with torch.no_grad():
+                onehot = module.sparse(dense)
+            if not isinstance(raw, WideFeatures):
+                return onehot
+            blocks = [b for b in (onehot, raw) if b.sparse_width]
+            return WideFeatures.hstack(onehot.dense, blocks)
         features = raw.new_empty((len(raw), self.in_features))
         with torch.no_grad():
             for start in range(0, len(raw), PREPROCESS_ROWS):
@@ -255,8 +310,19 @@ class TableDataModule(RunExtras, SplitLoaders, L.LightningDataModule):
         return features
 
     def export_preprocessing(self) -> nn.Module:
-        """Raw features (float32, batch first, `input_card()['columns']` order) → features."""
-        self._state("columns")
+        """Raw features (float32, batch first, `input_card()['columns']` order) → features: the
+        one-hot columns dense, a batch at a time. Hashed strings cannot be: ONNX has no
+        MurmurHash, nor a tokenizer."""
+        if hashed := [
+            c
+            for c, k in zip(self.columns, self.state["kinds"], strict=True)
+            if k in ("hashed", "text")
+        ]:
+            raise LrexpError(
+                f"export: columns {hashed} are hashed strings (data.categorical=hash or "
+                "data.text), which an ONNX graph cannot hash: use python -m lrexp.predict, or "
+                "train with data.categorical=onehot and without data.text"
+            )
         return TablePreprocessing.from_state(self.state, self.hparams.missing == "mean").eval()
 
     def input_card(self) -> dict[str, Any]:
@@ -310,7 +376,7 @@ class TableDataModule(RunExtras, SplitLoaders, L.LightningDataModule):
             raise LrexpError(
                 f"inputs={path}: lacks feature columns {lacking}; the model needs {self.columns}"
             )
-        table = file.read(self.columns, text=self.state["categories"])
+        table = file.read(self.columns, text=self._string_columns())
         check_finite(table, self.columns, f"inputs={path}")
         rows = self._complete_rows(table, self.columns, path, "inputs", "++data.")
         raw = self._raw(table, {"predict": rows})["predict"]
@@ -323,9 +389,14 @@ class TableDataModule(RunExtras, SplitLoaders, L.LightningDataModule):
         file = TableFile(path, key, self.hparams.delimiter)
         columns = self._check_columns(file.names, path)
         # Categorical columns are matched to their categories as text, whatever their type here.
-        text = [self.hparams.target, *self.state.get("categories", {})]
+        text = [self.hparams.target, *self._string_columns()]
         table = file.read([*columns, self.hparams.target], text)
         for name in columns:
+            if name in self.encoding.text and pa.types.is_null(table.types[name]):
+                raise LrexpError(
+                    f"data.text=[{name}]: column {name!r} of {path} is empty in every row; leave "
+                    "it out of data.text"
+                )
             column_kind(table.types[name], name, path)
         check_finite(table, columns, f"{key}={path}")
         return table, columns
@@ -343,6 +414,15 @@ class TableDataModule(RunExtras, SplitLoaders, L.LightningDataModule):
             wanted = list(self.hparams.features)
             if target in wanted:
                 raise LrexpError(f"data.features lists the target {target!r}: leave it out")
+        for name in self.encoding.text:
+            if name not in names:
+                raise LrexpError(
+                    f"data.text=[{name}]: {path} has no column {name!r}; columns: {names}"
+                )
+            if name == target:
+                raise LrexpError(f"data.text lists the target {target!r}: leave it out")
+            if name not in wanted:  # a text column is a feature whatever data.features lists
+                wanted.append(name)
         if lacking := [c for c in wanted if c not in names]:
             raise LrexpError(f"data.features: {path} has no column {lacking}; columns: {names}")
         if not wanted:
@@ -427,7 +507,10 @@ class TableDataModule(RunExtras, SplitLoaders, L.LightningDataModule):
 
     def _learn(self, table: TableColumns, columns: list[str], train: np.ndarray) -> None:
         hp = self.hparams
-        self.state |= learn_state(table, columns, train, hp.path, hp.normalize)
+        outputs = 1 if self.num_classes == 2 else self.num_classes
+        self.state |= learn_state(
+            table, columns, train, hp.path, hp.normalize, self.configured, outputs
+        )
         self._build_preprocessing()
 
     def _dropped(self) -> int:
@@ -439,15 +522,18 @@ class TableDataModule(RunExtras, SplitLoaders, L.LightningDataModule):
             self.state, self.hparams.missing == "mean", self._dropped()
         )
 
-    def _raw(self, table: TableColumns, parts: dict[str, np.ndarray]) -> dict[str, Tensor]:
-        """Each part's raw features (module docstring), float32 (len(rows), columns).
+    def _raw(self, table: TableColumns, parts: dict[str, np.ndarray]) -> dict[str, Features]:
+        """Each part's raw features (module docstring), float32 (len(rows), numeric and one-hot
+        columns); where columns are hashed, WideFeatures of those beside their hashed columns.
 
         Built column-major (each column written contiguously, each file column converted once)
         and returned as row views of its transpose; preprocess() gives row-major features.
         """
-        raw = np.empty((len(self.columns), sum(map(len, parts.values()))), dtype=np.float32)
+        kinds = dict(zip(self.columns, self.state["kinds"], strict=True))
+        columns = [c for c in self.columns if kinds[c] in ("numeric", "categorical")]
+        raw = np.empty((len(columns), sum(map(len, parts.values()))), dtype=np.float32)
         bounds = np.cumsum([0, *map(len, parts.values())])
-        for j, name in enumerate(self.columns):
+        for j, name in enumerate(columns):
             categories = self.state["categories"].get(name)
             if categories is not None:
                 values = category_codes(table.arrow[name], categories)
@@ -472,7 +558,74 @@ class TableDataModule(RunExtras, SplitLoaders, L.LightningDataModule):
             split: transposed[start : start + len(rows)]
             for start, (split, rows) in zip(bounds[:-1], parts.items(), strict=True)
         }
-        return views
+        hashed = self._hashed_rows(table, kinds)
+        if hashed is None:
+            return views
+        return {
+            split: hashed[torch.from_numpy(rows)].with_dense(views[split])
+            for split, rows in parts.items()
+        }
+
+    def _hashed_rows(self, table: TableColumns, kinds: dict[str, str]) -> WideFeatures | None:
+        """Every row's hashed columns (lrexp.data.table_hashing), None where no column is
+        hashed: hashed categorical columns one entry each (a missing value the training
+        split's most frequent one under data.missing=mean, nothing otherwise), text columns
+        their bags of words."""
+        encoding, rows = self.encoding, table.num_rows
+        hashed = [c for c in self.columns if kinds[c] == "hashed"]
+        blocks = [
+            text_rows(table.arrow[c], c, encoding.hash_bits, encoding.ngram_max)
+            for c in self.columns
+            if kinds[c] == "text"
+        ]
+        if hashed:
+            codes = np.stack(
+                [hashed_column(table.arrow[c], c, encoding.hash_bits) for c in hashed], 1
+            )
+            missing = codes < 0
+            fill = self.state["hash_fill"].numpy()[None, :]
+            impute = self.hparams.missing == "mean"
+            codes = np.where(missing, fill if impute else 0, codes)
+            values = (~missing | impute).astype(np.float32)
+            width = 2**encoding.hash_bits
+            block = WideFeatures.fixed(
+                torch.zeros(rows, 0), torch.from_numpy(codes), torch.from_numpy(values), width
+            )
+            blocks.insert(0, block)
+        if not blocks:
+            return None
+        return WideFeatures.hstack(torch.zeros(rows, 0), blocks, shared=True)
+
+    def _string_columns(self) -> list[str]:
+        """The columns read as text whatever their look: categorical, hashed and text."""
+        kinds = self.state.get("kinds", [])
+        return [
+            c for c, k in zip(self.state.get("columns", []), kinds, strict=True) if k != "numeric"
+        ]
+
+    def _learn_hashed_values(self, table: TableColumns, train: np.ndarray) -> None:
+        """The most frequent training values of each hashed column (its name), and the stop for
+        a text column without a word in any training row."""
+        encoding = self.encoding
+        kinds = dict(zip(self.columns, self.state["kinds"], strict=True))
+        named = []
+        for name in self.columns:
+            column = table.arrow.get(name)
+            if kinds[name] == "hashed":
+                values, counts = value_counts(column.take(train))
+                shown = [f"{name}={v}" for v in values]
+                named.append((shown, shown, counts))
+            elif kinds[name] == "text":
+                counts = token_counts(column.take(train), encoding.ngram_max)
+                if not counts:
+                    raise LrexpError(
+                        f"data.text=[{name}]: column {name!r} of {self.hparams.path} holds no "
+                        "word (two letters or digits) in any training row; leave it out of "
+                        "data.text"
+                    )
+                tokens = list(counts)
+                named.append((tokens, [f"{name}={t}" for t in tokens], [counts[t] for t in tokens]))
+        self.hashed_values = column_values(named, encoding.hash_bits)
 
     def _add_splits(
         self, table: TableColumns, labels: np.ndarray, parts: dict[str, np.ndarray]
@@ -483,6 +636,8 @@ class TableDataModule(RunExtras, SplitLoaders, L.LightningDataModule):
             self.split_rows[split] = parts[split]
             if split == "train":
                 self.class_counts = np.bincount(y.numpy(), minlength=self.num_classes).tolist()
+                if self._hashed_width():
+                    self._learn_hashed_values(table, parts[split])
             log_balance(split, y, self.label_names)
 
     @rank_zero_only

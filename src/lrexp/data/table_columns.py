@@ -57,6 +57,11 @@ def dictionary_indices(column: pa.ChunkedArray) -> tuple[np.ndarray, list[str]]:
     return indices, encoded.dictionary.to_pylist()
 
 
+def distinct_count(column: pa.ChunkedArray) -> int:
+    """How many distinct values a column holds, missing left out (Arrow, no Python objects)."""
+    return pc.count_distinct(column, mode="only_valid").as_py()
+
+
 def category_codes(column: pa.ChunkedArray, categories: list[str]) -> np.ndarray:
     """float32 index of each value in `categories`: -1 when unseen, NaN when missing."""
     index = pc.index_in(as_strings(column), value_set=pa.array(categories, pa.string()))

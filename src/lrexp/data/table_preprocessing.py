@@ -21,8 +21,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from lrexp.data.table_columns import column_kind, dictionary_indices
+from lrexp.data.table_columns import column_kind, dictionary_indices, distinct_count
 from lrexp.data.table_file import TableColumns
+from lrexp.data.table_hashing import Encoding, buckets, value_counts
+from lrexp.data.table_memory import check_hashed, check_onehot
+from lrexp.data.wide_features import WideFeatures
 from lrexp.errors import LrexpError
 
 
@@ -42,9 +45,10 @@ class TablePreprocessing(nn.Module):
         onehot_source: Tensor,
         onehot_code: Tensor,
         fill: Tensor | None,
+        skip: int = 0,
     ) -> None:
         super().__init__()
-        self.n_numeric = n_numeric
+        self.n_numeric, self.skip = n_numeric, skip
         self.register_buffer("mean", mean)
         self.register_buffer("scale", scale)
         self.register_buffer("onehot_source", onehot_source)
@@ -68,29 +72,91 @@ class TablePreprocessing(nn.Module):
             torch.tensor(source, dtype=torch.int64),
             torch.tensor(code, dtype=torch.float32),
             state["fill"].float() if impute else None,
+            skip,
         )
 
     def forward(self, raw: Tensor) -> Tensor:
-        if self.impute:
-            raw = torch.where(torch.isnan(raw), self.fill, raw)
-        numeric = (raw[:, : self.n_numeric] - self.mean) / self.scale
+        numeric, raw = self.numeric(raw)
         onehot = (raw.index_select(1, self.onehot_source) == self.onehot_code).to(raw.dtype)
         return torch.cat([numeric, onehot], 1)
 
+    def numeric(self, raw: Tensor) -> tuple[Tensor, Tensor]:
+        """The standardised numeric columns, and the raw features imputed."""
+        if self.impute:
+            raw = torch.where(torch.isnan(raw), self.fill, raw)
+        return (raw[:, : self.n_numeric] - self.mean) / self.scale, raw
+
+    @property
+    def onehot_width(self) -> int:
+        return len(self.onehot_code)
+
+    def sparse(self, raw: Tensor) -> WideFeatures:
+        """The same features with the one-hot columns sparse (lrexp.data.wide_features): one
+        entry per categorical column and row, the category's column with the value 1, or the
+        value 0 where no column is hot (a category unseen in training, or the dropped first)."""
+        numeric, raw = self.numeric(raw)
+        codes = raw[:, self.n_numeric :]
+        # The one-hot columns of each categorical column: its first one, and how many.
+        first = torch.searchsorted(
+            self.onehot_source, torch.arange(self.n_numeric, raw.shape[1], device=raw.device)
+        )
+        count = torch.bincount(self.onehot_source - self.n_numeric, minlength=codes.shape[1])
+        offset = codes - self.skip
+        hot = (offset >= 0) & (offset < count) & ~torch.isnan(offset)
+        indices = torch.where(hot, offset.nan_to_num(0).long() + first, 0)
+        return WideFeatures.fixed(numeric, indices, hot.to(numeric.dtype), self.onehot_width)
+
 
 def learn_state(
-    table: TableColumns, columns: list[str], train: np.ndarray, path: str, normalize: bool
+    table: TableColumns,
+    columns: list[str],
+    train: np.ndarray,
+    path: str,
+    normalize: bool,
+    encoding: Encoding,
+    outputs: int = 1,
 ) -> dict[str, Any]:
     """Columns, kinds, categories, statistics and imputation values from training rows.
 
     Numeric columns come first in the raw features (and so in the model's), then the
-    categorical ones, each group in the table's order.
+    categorical ones, each group in the table's order; hashed and text columns (not among the
+    raw floats: lrexp.data.table_hashing) last. `outputs`: the model's (the memory guard's
+    weights per feature).
     """
     kinds = {c: column_kind(table.types[c], c, path) for c in columns}
+    for name in encoding.text:
+        if kinds[name] == "numeric":
+            raise LrexpError(
+                f"data.text=[{name}]: column {name!r} of {path} holds numbers, not text; leave "
+                "it out of data.text"
+            )
+        kinds[name] = "text"
+    if encoding.categorical == "hash":
+        kinds = {c: "hashed" if k == "categorical" else k for c, k in kinds.items()}
     numeric = [c for c in columns if kinds[c] == "numeric"]
-    ordered = numeric + [c for c in columns if kinds[c] == "categorical"]
+    ordered = numeric + [
+        c for k in ("categorical", "hashed", "text") for c in columns if kinds[c] == k
+    ]
+    onehot = [c for c in columns if kinds[c] == "categorical"]
+    check_onehot({c: distinct_count(table.arrow[c].take(train)) for c in onehot}, outputs, path)
+    if len(onehot) < len(ordered) - len(numeric):
+        check_hashed(encoding.hash_bits, outputs)
     categories, mean, scale, fill = {}, [], [], []
+    hash_fill = []
     for name in ordered:
+        if kinds[name] == "hashed":
+            # The most frequent value's column (data.missing=mean), ties as for categories.
+            values, counts = value_counts(table.arrow[name].take(train))
+            if not counts.sum():
+                raise LrexpError(
+                    f"data.path={path}: column {name!r} has no value in the "
+                    "training split; leave it out with data.features"
+                )
+            top = min(np.flatnonzero(counts == counts.max()), key=values.__getitem__)
+            hash_fill.append(int(buckets([f"{name}={values[top]}"], encoding.hash_bits)[0]))
+            continue
+        if kinds[name] == "text":
+            continue
         if kinds[name] == "categorical":
             indices, dictionary = dictionary_indices(table.arrow[name])
             present = indices[train]
@@ -127,6 +193,8 @@ def learn_state(
     return {
         "columns": ordered,
         "kinds": [kinds[c] for c in ordered],
+        **encoding.state(),
+        "hash_fill": torch.tensor(hash_fill, dtype=torch.int64),
         "numeric": numeric,
         "categories": categories,
         "mean": torch.tensor(mean, dtype=torch.float64),
