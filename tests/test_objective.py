@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from lrexp.data.batches import epoch_permutation, tensor_loader
+from lrexp.data.wide_features import WideFeatures
 from lrexp.model import LogisticRegression
 from lrexp.objective import Objective, class_weights
 
@@ -66,6 +67,51 @@ def test_closed_form_gradient_is_autograds(k, C, l1_ratio, weights, reduction) -
         torch.testing.assert_close(got, want_b, rtol=1e-10, atol=1e-12)
     penalty = objective.penalty(weight.detach(), N, l1=False)
     torch.testing.assert_close(loss + penalty, reference.detach(), rtol=1e-12, atol=1e-12)
+
+
+def as_wide(x: torch.Tensor, dense: int = 2) -> WideFeatures:
+    """x's first `dense` columns dense, the rest a sparse block (zeros left out)."""
+    rows, columns = torch.nonzero(x[:, dense:], as_tuple=True)
+    indptr = torch.cat(
+        [torch.zeros(1, dtype=torch.int64), torch.bincount(rows, minlength=len(x)).cumsum(0)]
+    )
+    return WideFeatures(x[:, :dense], indptr, columns, x[rows, dense + columns], x.shape[1] - dense)
+
+
+@pytest.mark.parametrize(
+    ("k", "C", "weights", "reduction"),
+    [(2, 1.0, None, "mean"), (4, 0.05, "balanced", "sum"), (4, None, None, "mean")],
+)
+def test_wide_features_give_the_dense_matrixs_value_and_gradient(k, C, weights, reduction) -> None:
+    x, y = data(k)
+    x[:, 2:] *= torch.rand(x[:, 2:].shape, generator=torch.Generator().manual_seed(9)) > 0.6
+    counts = torch.bincount(y, minlength=k).tolist()
+    objective = Objective.of(k, N, C, 0.0, reduction, class_weights(weights, counts, k))
+    generator = torch.Generator().manual_seed(0)
+    weight = torch.randn(1 if k == 2 else k, D, generator=generator, dtype=torch.float64)
+    bias = torch.randn(len(weight), generator=generator, dtype=torch.float64)
+    wide = as_wide(x)
+    for got, want in zip(
+        objective.value_and_gradient(wide, y, weight, bias),
+        objective.value_and_gradient(x, y, weight, bias),
+        strict=True,
+    ):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    # float32 products, float64 parameters: as L-BFGS evaluates at model.tol >= 1e-5
+    for got, want in zip(
+        objective.value_and_gradient(wide.float(), y, weight, bias),
+        objective.value_and_gradient(x.float(), y, weight, bias),
+        strict=True,
+    ):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    buffers = [torch.empty_like(weight), torch.empty_like(bias)]
+    expected = [torch.empty_like(weight), torch.empty_like(bias)]
+    loss, probs = objective.gradient_(wide, y, weight, bias, *buffers, with_probs=True)
+    want_loss, want_probs = objective.gradient_(x, y, weight, bias, *expected, with_probs=True)
+    torch.testing.assert_close(loss, want_loss)
+    torch.testing.assert_close(probs, want_probs)
+    for got, want in zip(buffers, expected, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
 
 
 def test_l1_term_enters_the_value_and_the_subgradient() -> None:

@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader
 
 from lrexp.cli import entry_point, run_as_command
 from lrexp.config import check_config
+from lrexp.data.wide_features import WideFeatures
 from lrexp.errors import LrexpError
 from lrexp.experiment import build_experiment, check_trainer, finish, fit, fitted, score_best
 from lrexp.rundir import show, start_run
@@ -68,11 +69,28 @@ def balanced_accuracy(labels: np.ndarray, predicted: np.ndarray) -> float:
     return float(balanced_accuracy_score(labels, predicted))
 
 
-def split_arrays(loader: DataLoader) -> tuple[np.ndarray, np.ndarray]:
-    """Every (features, label) a loader serves, as arrays (it yields groups of minibatches)."""
+def split_arrays(loader: DataLoader) -> tuple[Any, np.ndarray]:
+    """Every (features, label) a loader serves, as arrays (it yields groups of minibatches); a
+    wide table's features as one scipy.sparse CSR matrix of its split's rows (scikit-learn's
+    sparse input: the same encoding, never made dense)."""
+    x = getattr(loader.dataset, "x", None)
+    if isinstance(x, WideFeatures):
+        return sparse_matrix(x), loader.dataset.y.cpu().numpy()
     pairs = [pair for group in loader for pair in group]
     x, y = (torch.cat(part).cpu().numpy() for part in zip(*pairs, strict=True))
     return x, y
+
+
+def sparse_matrix(x: WideFeatures) -> Any:
+    """The features as a scipy.sparse CSR matrix: the dense block, then the sparse one."""
+    from scipy import sparse
+
+    x = x.cpu()
+    block = sparse.csr_matrix(
+        (x.values.numpy(), x.indices.numpy(), x.indptr.numpy()), shape=(len(x), x.sparse_width)
+    )
+    block.sum_duplicates()
+    return sparse.hstack([sparse.csr_matrix(x.dense.numpy()), block], format="csr")
 
 
 def baseline(cfg: DictConfig) -> dict[str, float]:

@@ -632,3 +632,69 @@ def test_numbers_read_across_blocks_segments_row_groups_and_reads_are_the_files_
             np.testing.assert_array_equal(columns.floats[name], expected, strict=True)
         assert columns.arrow["color"].equals(whole["color"])
         assert columns.arrow["target"].equals(whole["target"])
+
+
+def zipf_frame(rows: int = 900, seed: int = 0) -> pd.DataFrame:
+    """Two numbers, an id column of Zipf-distributed values (a few frequent, many rare) and a
+    three-class target from a known softmax model."""
+    rng = np.random.default_rng(seed)
+    ids = np.minimum(rng.zipf(1.5, rows), 60)
+    effect = rng.normal(size=(61, 3))
+    a, b = rng.normal(size=(2, rows))
+    logits = np.stack([a, -b, 0.5 * a * 0], 1) + effect[ids]
+    p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    target = np.array([rng.choice(3, p=row) for row in p])
+    return pd.DataFrame({"a": a, "b": b, "user": [f"u{i}" for i in ids], "target": target})
+
+
+# L-BFGS reaches the optimum; SGD and Adam come near it within their epochs (a rare id's weight
+# moves once an epoch), the mean difference of probabilities below `atol`.
+@pytest.mark.parametrize(("optimizer", "atol"), [("lbfgs", 2e-3), ("sgd", 3e-2), ("adam", 3e-2)])
+def test_sparse_one_hot_reaches_scikit_learns_optimum_with_every_solver(
+    optimizer: str, atol: float, tmp_path: Path, run_main
+) -> None:
+    """K classes on an id column kept sparse: the probabilities of the test rows are those of
+    scikit-learn's StandardScaler + OneHotEncoder (sparse) + LogisticRegression(C=1)."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    from lrexp import predict, train
+
+    frame = zipf_frame()
+    path = write(frame, tmp_path / "ids.parquet")
+    run = tmp_path / "run"
+    epochs = {"lbfgs": 3, "sgd": 60, "adam": 60}[optimizer]
+    overrides = ["data=table", f"data.path={path}", "data.target=target", "logger=none"]
+    overrides += [f"model.optimizer={optimizer}", "model.C=1", "model.tol=1e-7"]
+    overrides += [f"trainer.max_epochs={epochs}", "trainer.enable_progress_bar=false"]
+    if optimizer == "adam":
+        overrides.append("model.lr=0.01")
+    assert run_main(train.main, *overrides, f"hydra.run.dir={run}") == 0
+
+    rows = fitted(path).split_rows
+    reference = make_pipeline(
+        ColumnTransformer(
+            [
+                ("num", StandardScaler(), ["a", "b"]),
+                ("cat", OneHotEncoder(handle_unknown="ignore"), ["user"]),
+            ]
+        ),
+        LogisticRegression(C=1.0, tol=1e-10, max_iter=10_000),
+    )
+    reference.fit(frame.iloc[rows["train"]], frame["target"].iloc[rows["train"]])
+    test = frame.iloc[rows["test"]].drop(columns="target")
+    write(test, tmp_path / "test_rows.csv")
+    out = tmp_path / "predict"
+    ckpt = f"ckpt_path={run / 'checkpoints/last.ckpt'}"
+    assert (
+        run_main(predict.main, ckpt, f"inputs={tmp_path / 'test_rows.csv'}", f"hydra.run.dir={out}")
+        == 0
+    )
+    predicted = pd.read_csv(out / "predictions.csv")[["p_0", "p_1", "p_2"]].to_numpy()
+    expected = reference.predict_proba(test)
+    if optimizer == "lbfgs":
+        np.testing.assert_allclose(predicted, expected, atol=atol)
+    else:
+        assert np.abs(predicted - expected).mean() < atol

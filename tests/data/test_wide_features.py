@@ -1,0 +1,93 @@
+"""A wide table's features hold the dense matrix's numbers without its zeros: every operation
+agrees with the same operation on the dense matrix (to_dense)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lrexp.data.batches import tensor_loader
+from lrexp.data.wide_features import WideFeatures, as_dense, linear, row_squared_norms
+
+
+def wide(rows: int = 200, seed: int = 0) -> WideFeatures:
+    """Three numbers, two one-hot columns (one entry each, some of value 0: unseen) and a bag of
+    0-4 hashed entries per row (collisions within a row included)."""
+    generator = torch.Generator().manual_seed(seed)
+    dense = torch.randn(rows, 3, generator=generator, dtype=torch.float64)
+    onehot = WideFeatures.fixed(
+        dense,
+        torch.randint(0, 12, (rows, 2), generator=generator),
+        (torch.rand(rows, 2, generator=generator) > 0.1).double(),
+        12,
+    )
+    lengths = torch.randint(0, 5, (rows,), generator=generator)
+    indptr = torch.cat([torch.zeros(1, dtype=torch.int64), lengths.cumsum(0)])
+    entries = int(indptr[-1])
+    bag = WideFeatures(
+        torch.zeros(rows, 0, dtype=torch.float64),
+        indptr,
+        torch.randint(0, 6, (entries,), generator=generator),
+        torch.rand(entries, generator=generator, dtype=torch.float64),
+        6,
+    )
+    return WideFeatures.hstack(dense, [onehot, bag])
+
+
+def test_the_blocks_stand_side_by_side_as_dense_columns() -> None:
+    x = wide()
+    dense = x.to_dense()
+    assert x.shape == (200, 3 + 12 + 6) == dense.shape
+    assert torch.equal(dense[:, :3], x.dense)
+    assert (dense[:, 3:15].sum(1) <= 2).all()  # one entry per one-hot column
+
+
+@pytest.mark.parametrize("outputs", [1, 4])
+def test_the_products_equal_the_dense_matrixs(outputs: int) -> None:
+    x = wide()
+    dense = x.to_dense()
+    generator = torch.Generator().manual_seed(1)
+    weight = torch.randn(outputs, x.shape[1], generator=generator, dtype=torch.float64)
+    bias = torch.randn(outputs, generator=generator, dtype=torch.float64)
+    residual = torch.randn(outputs, len(x), generator=generator, dtype=torch.float64)
+    torch.testing.assert_close(linear(x, weight, bias), dense @ weight.T + bias)
+    torch.testing.assert_close(x.transposed_product(residual), residual @ dense)
+    out = torch.empty_like(weight)
+    x.transposed_product(residual, weight, decay=0.3, scale=0.5, out=out)
+    torch.testing.assert_close(out, 0.3 * weight + 0.5 * residual @ dense)
+    torch.testing.assert_close(row_squared_norms(x), dense.pow(2).sum(1))
+
+
+def test_rows_gather_in_any_order_and_slices_as_the_dense_rows() -> None:
+    x = wide()
+    dense = x.to_dense()
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(2))[:77]
+    assert torch.equal(x[order].to_dense(), dense[order])
+    assert torch.equal(x[20:50].to_dense(), dense[20:50])
+    torch.testing.assert_close(as_dense(x[order].float()), dense[order].float())
+
+
+def test_entries_in_shared_columns_sum_like_one_bag() -> None:
+    x, y = wide(seed=3), wide(seed=4)
+    shared = WideFeatures.hstack(x.dense, [x, y], shared=True)
+    assert shared.sparse_width == x.sparse_width
+    torch.testing.assert_close(shared.to_dense()[:, 3:], x.to_dense()[:, 3:] + y.to_dense()[:, 3:])
+
+
+def test_a_loader_serves_the_rows_of_a_dense_loader() -> None:
+    """Minibatches of WideFeatures (a fresh gather each) hold the rows a dense loader serves."""
+    x, y = wide(), torch.arange(200) % 2
+    dense = x.to_dense()
+    served = tensor_loader(x, y, batch_size=32, minibatches_per_step=3, shuffle=True, seed=5)
+    reference = tensor_loader(dense, y, batch_size=32, minibatches_per_step=3, shuffle=True, seed=5)
+    for group, expected in zip(served, reference, strict=True):
+        pairs = list(group.sharing_one_buffer())
+        assert len(pairs) == len(list(expected))
+        for (xb, yb), (xe, ye) in zip(pairs, expected, strict=True):
+            assert torch.equal(xb.to_dense(), xe) and torch.equal(yb, ye)
+
+
+def test_moving_to_what_it_is_returns_itself() -> None:
+    x = wide()
+    assert x.to("cpu") is x and x.to(torch.float64) is x
+    assert x.float().values.dtype == torch.float32 and x.float().indices.dtype == torch.int64
