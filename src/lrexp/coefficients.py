@@ -66,10 +66,12 @@ def coefficient_rows(
     label_names: Sequence[str],
     fit: Fit | None = None,
     level: float = 0.95,
+    reported: Sequence[int] | None = None,
 ) -> list[Row]:
     """One row per (class, feature), the intercept first, then the largest |weight| first
     within each class; binary models have one class, label 1. With `fit`, its parameters
-    (contrasts with a reference class, centred intercepts) and inference at `level`."""
+    (contrasts with a reference class, centred intercepts) and inference at `level`;
+    `reported`: the features listed (default all)."""
     if fit is None:
         coef = torch.cat([bias.detach().cpu()[:, None], weight.detach().cpu()], 1)
         classes = [len(label_names) - 1] if len(weight) == 1 else list(range(len(weight)))
@@ -81,7 +83,9 @@ def coefficient_rows(
             stats["std_err"] = fit.std_err
     rows = []
     for i, label in enumerate(classes):
-        order = sorted(range(len(feature_names)), key=lambda j: -abs(float(coef[i, 1 + j])))
+        shown = range(len(feature_names)) if reported is None else reported
+        magnitude = coef[i, 1:].abs().tolist()
+        order = sorted(shown, key=lambda j: -magnitude[j])
         for j in [-1, *order]:
             w = float(coef[i, 1 + j])
             row: Row = {
@@ -102,7 +106,8 @@ def table_rows(
     """coefficients.csv's rows and the fit statistics for metrics.json (train/aic, ...)."""
     fit = table_fit(fitted, datamodule)
     names = datamodule.feature_names, datamodule.label_names
-    rows = coefficient_rows(fitted.weight, fitted.bias, *names, fit, fitted.ci_level)
+    reported = getattr(datamodule, "reported_features", lambda: None)()
+    rows = coefficient_rows(fitted.weight, fitted.bias, *names, fit, fitted.ci_level, reported)
     return rows, ({} if fit is None else fit.statistics)
 
 

@@ -98,7 +98,7 @@ def build_model(
             cfg.model.get("momentum", 0.0),
         )
         log.info(f"model.lr=auto: {lr:.4g} for {optimizer}")
-    return build(
+    model = build(
         cfg.model,
         "model",
         in_features=datamodule.in_features,
@@ -109,6 +109,12 @@ def build_model(
         optimizer=optimizer,
         C=C,
     )
+    # A wide table's one-hot and hashed columns start at weight 0: one that no training row
+    # holds then stays 0, instead of keeping its random initial weight.
+    if (start := getattr(datamodule, "sparse_start", None)) is not None:
+        with torch.no_grad():
+            model.linear.weight[:, start:] = 0.0
+    return model
 
 
 def _training_features(datamodule: L.LightningDataModule) -> torch.Tensor:

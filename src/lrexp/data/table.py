@@ -57,6 +57,7 @@ log = logging.getLogger(__name__)
 MISSING_POLICIES = ("error", "mean", "drop")
 ONEHOT_DROPS = (None, "first")  # scikit-learn's OneHotEncoder(drop=...)
 PREPROCESS_ROWS = 2**16
+TOP_TOKENS = 10  # the most positive and most negative tokens a run logs and draws, per class
 
 
 class TableDataModule(RunExtras, SplitLoaders, L.LightningDataModule):
@@ -135,6 +136,7 @@ class TableDataModule(RunExtras, SplitLoaders, L.LightningDataModule):
         self.class_counts: list[int] = []
         # The most frequent training values of each hashed column (its name in coefficients.csv).
         self.hashed_values: dict[int, list[str]] = {}
+        self.token_values: dict[int, list[str]] = {}  # the same for the text columns' tokens
         self._inference: tuple[Fitted, list[dict], dict[str, float]] | None = None
 
     # --- what the model and the entry points read ----------------------------------------------
@@ -175,6 +177,21 @@ class TableDataModule(RunExtras, SplitLoaders, L.LightningDataModule):
         """The hashed columns' features: 2^data.hash_bits where a column is hashed or text."""
         kinds = self._state("kinds")
         return 2**self.encoding.hash_bits if {"hashed", "text"} & set(kinds) else 0
+
+    @property
+    def sparse_start(self) -> int | None:
+        """The first feature of the sparse block (lrexp.data.wide_features): its weights start
+        at 0, so that a column no training row holds (a hashed column no value hashes to)
+        keeps weight 0 whatever the penalty. None where every column is numeric."""
+        kinds = self._state("kinds")
+        return kinds.count("numeric") if set(kinds) - {"numeric"} else None
+
+    def reported_features(self) -> list[int]:
+        """The features coefficients.csv lists: all but the hashed columns no training value
+        hashes to (weight 0, no name)."""
+        width = self._hashed_width()
+        first = self.in_features - width
+        return [*range(first), *(first + k for k in sorted(self.hashed_values) if k < width)]
 
     @property
     def stored_width(self) -> int:
@@ -608,9 +625,11 @@ class TableDataModule(RunExtras, SplitLoaders, L.LightningDataModule):
         a text column without a word in any training row."""
         encoding = self.encoding
         kinds = dict(zip(self.columns, self.state["kinds"], strict=True))
-        named = []
+        named, sources = [], []
         for name in self.columns:
             column = table.arrow.get(name)
+            if kinds[name] in ("hashed", "text"):
+                sources.append(kinds[name])
             if kinds[name] == "hashed":
                 values, counts = value_counts(column.take(train))
                 shown = [f"{name}={v}" for v in values]
@@ -626,6 +645,9 @@ class TableDataModule(RunExtras, SplitLoaders, L.LightningDataModule):
                 tokens = list(counts)
                 named.append((tokens, [f"{name}={t}" for t in tokens], [counts[t] for t in tokens]))
         self.hashed_values = column_values(named, encoding.hash_bits)
+        self.token_values = column_values(
+            [n for n, k in zip(named, sources, strict=True) if k == "text"], encoding.hash_bits
+        )
 
     def _add_splits(
         self, table: TableColumns, labels: np.ndarray, parts: dict[str, np.ndarray]
@@ -662,7 +684,34 @@ class TableDataModule(RunExtras, SplitLoaders, L.LightningDataModule):
         from lrexp.plots import coefficients
 
         rows = self._coefficients(fitted)[0]
-        return {"coefficients": coefficients(rows)} | super().run_figures(fitted)
+        figures = {"coefficients": coefficients(rows)}
+        if self.token_values:
+            figures["tokens"] = coefficients(self._token_rows(fitted), top=2 * TOP_TOKENS)
+        return figures | super().run_figures(fitted)
+
+    def _token_rows(self, fitted: Fitted) -> list[dict]:
+        """Per class, the TOP_TOKENS most positive and most negative text tokens' weights (a
+        hashed column's tokens, the most frequent first), also logged."""
+        first = self.in_features - self._hashed_width()
+        columns = sorted(self.token_values)
+        names = [" | ".join(self.token_values[k]) for k in columns]
+        labels = self.label_names[-1:] if len(fitted.weight) == 1 else self.label_names
+        rows = []
+        for label, weights in zip(labels, fitted.weight, strict=True):
+            tokens = weights[[first + k for k in columns]]
+            order = tokens.argsort(descending=True).tolist()
+            positive = [j for j in order[:TOP_TOKENS] if tokens[j] > 0]
+            negative = [j for j in order[::-1][:TOP_TOKENS] if tokens[j] < 0]
+            log.info(
+                f"data.text, class {label}: most positive tokens "
+                f"{[names[j] for j in positive]}, most negative {[names[j] for j in negative]}"
+            )
+            for j in positive + negative[::-1]:
+                w = float(tokens[j])
+                rows.append(
+                    {"class": label, "feature": names[j], "weight": w, "odds_ratio": math.exp(w)}
+                )
+        return rows
 
     def run_files(self, fitted: Fitted) -> dict[str, bytes]:
         """coefficients.csv: each feature's weight, odds ratio and Wald inference."""
