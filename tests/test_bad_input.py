@@ -85,6 +85,9 @@ def site(tmp_path_factory: pytest.TempPathFactory, trained_toy: Path) -> Path:
     renamed = {new: table()[old] for new, old in zip("pqry", "abcy", strict=True)}
     write_csv(root / "renamed.csv", renamed)
     write_csv(root / "other_rows.csv", table(seed=5))
+    write_csv(root / "no_text.csv", table() | {"t": np.array([""] * 120)})
+    write_csv(root / "no_words.csv", table() | {"t": np.array(["- !"] * 120)})
+    write_csv(root / "ids.csv", table() | {"user": np.array([f"u{i}" for i in range(120)])})
     return root
 
 
@@ -130,6 +133,13 @@ CASES = [
     ("config", "train", [*TABLE, "data.features=[a,b,a]"], "data.features lists ['a']"),
     ("config", "train", [*TABLE, "data.delimiter=';;'"], "give one character"),
     ("config", "predict", [TOY_CKPT, "inputs=[]"], "inputs=[] is empty"),
+    ("wide", "train", [*TABLE, "data.text=[a]"], "column 'a' of"),
+    ("wide", "train", [*TABLE, "data.text=[t]"], "has no column 't'"),
+    ("wide", "train", [*TABLE, "data.hash_bits=40"], "data.hash_bits=40: use a whole number"),
+    ("wide", "train", [*TABLE, "data.hash_bits=0"], "in 1..30"),
+    ("wide", "train", [*TABLE, "data.categorical=dense"], "data.categorical='dense'"),
+    ("wide", "train", [*TABLE, "data.path={site}/no_text.csv", "data.text=[t]"], "every row"),
+    ("wide", "train", [*TABLE, "data.path={site}/no_words.csv", "data.text=[t]"], "no word"),
 ]
 
 
@@ -211,3 +221,25 @@ def test_predicts_advice_for_a_blank_cell_works_on_the_real_command_line(site: P
     )
     assert second.returncode == 0, second.stderr
     assert len((site / "predicted" / "predictions.csv").read_text().splitlines()) == 7
+
+
+def test_a_categorical_column_beyond_the_memory_guard_stops_and_hashing_fits(
+    site: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """One line naming the column and data.categorical=hash, before anything is allocated or
+    written; the fix, run as printed (with fewer hash bits, for this small budget), works."""
+    from lrexp.data import table_memory
+
+    monkeypatch.setattr(table_memory, "available_bytes", lambda: 60_000)  # 86 training ids: ~44 kB
+    ids = [*TABLE, "data.path={site}/ids.csv"]
+    before = snapshot(site / "run")
+    code, err = run(site, "train", ids, capsys)
+    assert code == 2 and "Traceback" not in err, err
+    line = err[err.index("lrexp: error:") :].strip()
+    assert len(line.splitlines()) == 1
+    assert re.search(r"column 'user' has \d+ distinct values", line), line
+    assert "data.categorical=hash" in line
+    assert snapshot(site / "run") == before
+    arguments = [o.format(site=site) for o in ids]
+    fixed = (*arguments, "data.categorical=hash", "data.hash_bits=6")
+    assert run_entry(train.main, *fixed, f"hydra.run.dir={tmp_path / 'fixed'}") == 0
