@@ -330,20 +330,23 @@ class TableDataModule(RunExtras, SplitLoaders, L.LightningDataModule):
         """Raw features (float32, batch first, `input_card()['columns']` order) → features: the
         one-hot columns dense, a batch at a time. Hashed strings cannot be: ONNX has no
         MurmurHash, nor a tokenizer."""
+        self._check_exportable()
+        return TablePreprocessing.from_state(self.state, self.hparams.missing == "mean").eval()
+
+    def _check_exportable(self) -> None:
+        kinds = self._state("kinds")
         if hashed := [
-            c
-            for c, k in zip(self.columns, self.state["kinds"], strict=True)
-            if k in ("hashed", "text")
+            c for c, k in zip(self.columns, kinds, strict=True) if k in ("hashed", "text")
         ]:
             raise LrexpError(
                 f"export: columns {hashed} are hashed strings (data.categorical=hash or "
                 "data.text), which an ONNX graph cannot hash: use python -m lrexp.predict, or "
                 "train with data.categorical=onehot and without data.text"
             )
-        return TablePreprocessing.from_state(self.state, self.hparams.missing == "mean").eval()
 
     def input_card(self) -> dict[str, Any]:
         """What the exported model takes: one float32 column per table column, in order."""
+        self._check_exportable()
         mean, scale = self.state["mean"].tolist(), self.state["scale"].tolist()
         stats = dict(zip(self.state["numeric"], zip(mean, scale, strict=True), strict=True))
         columns = []

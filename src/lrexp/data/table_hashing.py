@@ -85,12 +85,12 @@ class Encoding:
         )
 
     def state(self) -> dict[str, Any]:
-        return {
-            "categorical": self.categorical,
-            "hash_bits": self.hash_bits,
-            "text": list(self.text),
-            "ngram_max": self.ngram_max,
-        }
+        """The keys that differ from the defaults (a plain one-hot table's state is as before
+        hashing existed, so its checkpoints resume)."""
+        default = Encoding()
+        keys = ("categorical", "hash_bits", "text", "ngram_max")
+        changed = [k for k in keys if getattr(self, k) != getattr(default, k)]
+        return {k: list(self.text) if k == "text" else getattr(self, k) for k in changed}
 
 
 def _hasher(bits: int) -> FeatureHasher:

@@ -194,7 +194,7 @@ def learn_state(
         "columns": ordered,
         "kinds": [kinds[c] for c in ordered],
         **encoding.state(),
-        "hash_fill": torch.tensor(hash_fill, dtype=torch.int64),
+        **({"hash_fill": torch.tensor(hash_fill, dtype=torch.int64)} if hash_fill else {}),
         "numeric": numeric,
         "categories": categories,
         "mean": torch.tensor(mean, dtype=torch.float64),
