@@ -85,6 +85,11 @@ def site(tmp_path_factory: pytest.TempPathFactory, trained_toy: Path) -> Path:
     renamed = {new: table()[old] for new, old in zip("pqry", "abcy", strict=True)}
     write_csv(root / "renamed.csv", renamed)
     write_csv(root / "other_rows.csv", table(seed=5))
+    weighted = table() | {"w": np.ones(120)}
+    write_csv(root / "weight_negative.csv", with_cell(weighted, "w", [4], "-1"))
+    write_csv(root / "weight_blank.csv", with_cell(weighted, "w", [4, 9], ""))
+    write_csv(root / "weight_text.csv", with_cell(weighted, "w", [4], "heavy"))
+    write_csv(root / "weight_zero.csv", weighted | {"w": np.zeros(120)})
     return root
 
 
@@ -130,6 +135,23 @@ CASES = [
     ("config", "train", [*TABLE, "data.features=[a,b,a]"], "data.features lists ['a']"),
     ("config", "train", [*TABLE, "data.delimiter=';;'"], "give one character"),
     ("config", "predict", [TOY_CKPT, "inputs=[]"], "inputs=[] is empty"),
+    (
+        "weights",
+        "train",
+        [*TABLE, "data.path={site}/weight_negative.csv", "data.weight=w"],
+        "1 neg",
+    ),
+    (
+        "weights",
+        "train",
+        [*TABLE, "data.path={site}/weight_blank.csv", "data.weight=w"],
+        "2 missing",
+    ),
+    ("weights", "train", [*TABLE, "data.path={site}/weight_text.csv", "data.weight=w"], "numbers"),
+    ("weights", "train", [*TABLE, "data.path={site}/weight_zero.csv", "data.weight=w"], "is 0 on"),
+    ("weights", "train", [*TABLE, "data.weight=y"], "data.weight='y' is the target"),
+    ("weights", "train", [*TABLE, "data.weight=nope"], "data.weight='nope' is not a column"),
+    ("weights", "train", [*TABLE, "data.weight=a", "data.features=[a,b]"], "not both"),
 ]
 
 
