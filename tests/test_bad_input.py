@@ -88,6 +88,11 @@ def site(tmp_path_factory: pytest.TempPathFactory, trained_toy: Path) -> Path:
     write_csv(root / "no_text.csv", table() | {"t": np.array([""] * 120)})
     write_csv(root / "no_words.csv", table() | {"t": np.array(["- !"] * 120)})
     write_csv(root / "ids.csv", table() | {"user": np.array([f"u{i}" for i in range(120)])})
+    weighted = table() | {"w": np.ones(120)}
+    write_csv(root / "weight_negative.csv", with_cell(weighted, "w", [4], "-1"))
+    write_csv(root / "weight_blank.csv", with_cell(weighted, "w", [4, 9], ""))
+    write_csv(root / "weight_text.csv", with_cell(weighted, "w", [4], "heavy"))
+    write_csv(root / "weight_zero.csv", weighted | {"w": np.zeros(120)})
     return root
 
 
@@ -140,6 +145,23 @@ CASES = [
     ("wide", "train", [*TABLE, "data.categorical=dense"], "data.categorical='dense'"),
     ("wide", "train", [*TABLE, "data.path={site}/no_text.csv", "data.text=[t]"], "every row"),
     ("wide", "train", [*TABLE, "data.path={site}/no_words.csv", "data.text=[t]"], "no word"),
+    (
+        "weights",
+        "train",
+        [*TABLE, "data.path={site}/weight_negative.csv", "data.weight=w"],
+        "1 neg",
+    ),
+    (
+        "weights",
+        "train",
+        [*TABLE, "data.path={site}/weight_blank.csv", "data.weight=w"],
+        "2 missing",
+    ),
+    ("weights", "train", [*TABLE, "data.path={site}/weight_text.csv", "data.weight=w"], "numbers"),
+    ("weights", "train", [*TABLE, "data.path={site}/weight_zero.csv", "data.weight=w"], "is 0 on"),
+    ("weights", "train", [*TABLE, "data.weight=y"], "data.weight='y' is the target"),
+    ("weights", "train", [*TABLE, "data.weight=nope"], "data.weight='nope' is not a column"),
+    ("weights", "train", [*TABLE, "data.weight=a", "data.features=[a,b]"], "not both"),
 ]
 
 

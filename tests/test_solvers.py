@@ -179,3 +179,29 @@ def test_schedules_decay_the_step_over_the_whole_run(scheduler, end) -> None:
     last = {"linear": 1 / steps, "cosine": 0.5 * (1 + math.cos(math.pi * (steps - 1) / steps))}
     lr = model.optimizers().optimizer.param_groups[0]["lr"]
     assert lr == pytest.approx(0.1 * last.get(scheduler, end), rel=1e-9)
+
+
+def test_l_bfgs_sees_a_wide_tables_sparse_block_centred_as_the_dense_copy_would_be() -> None:
+    """CentredFloat64 centres a sparse block implicitly: its objective and gradient in (w, c),
+    and the parameters it stores back, are those of the dense matrix's explicit centring."""
+    from lrexp.objective import Objective
+    from lrexp.solvers import CentredFloat64
+    from tests.test_objective import as_wide
+
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(150, 7, generator=generator, dtype=torch.float64)
+    x[:, 2:] = (x[:, 2:] > 0.8).double()  # a 0/1 block, as one-hot columns
+    y = torch.randint(3, (150,), generator=generator)
+    weights = torch.rand(150, generator=generator, dtype=torch.float64)
+    objective = Objective.of(3, 150, 1.0)
+    weight = torch.randn(3, 7, generator=generator, dtype=torch.float64)
+    centred_bias = torch.randn(3, generator=generator, dtype=torch.float64)
+    wide = CentredFloat64(as_wide(x), y, torch.float64, weights)
+    dense = CentredFloat64(x, y, torch.float64, weights)
+    torch.testing.assert_close(wide.mean, dense.mean)
+    for got, want in zip(
+        wide.value_and_gradient(objective, weight, centred_bias),
+        dense.value_and_gradient(objective, weight, centred_bias),
+        strict=True,
+    ):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)

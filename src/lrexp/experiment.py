@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from lrexp import rundir, solvers
 from lrexp.checkpoints import CHECKPOINT_DIR
 from lrexp.config import build, build_group, check_class_weight, rename_keys
+from lrexp.data.batches import preprocessed_split
 from lrexp.data.extras import Fitted
 from lrexp.errors import LrexpError, RunInterrupted
 from lrexp.lightning_fast import fast_path, relaunches_command_line
@@ -82,17 +83,16 @@ def build_model(
     if C == "path":  # the path's first value; lrexp.path fits the others
         if world_size > 1:
             raise LrexpError("model.C=path runs in one process: use trainer=cpu or trainer=gpu")
-        labels = datamodule.splits["train"][1]
         length = cfg.model.get("path_length", 20)
-        features = _training_features(datamodule)
-        C = path_values(features, labels, datamodule.num_classes, length)[0]
+        x, labels, weight = preprocessed_split(datamodule, "train")
+        C = path_values(x, labels, datamodule.num_classes, length, weight)[0]
     lr = cfg.model.lr
     if lr == "auto":
         batch_size = (datamodule.hparams.get("batch_size") or rows) * world_size
         lr = solvers.resolve_lr(
             lr,
             optimizer,
-            _training_features(datamodule),
+            preprocessed_split(datamodule, "train")[0],
             batch_size,
             datamodule.num_classes,
             cfg.model.get("momentum", 0.0),
@@ -115,12 +115,6 @@ def build_model(
         with torch.no_grad():
             model.linear.weight[:, start:] = 0.0
     return model
-
-
-def _training_features(datamodule: L.LightningDataModule) -> torch.Tensor:
-    """The preprocessed training rows (what SGD's automatic step size is measured on)."""
-    raw, _ = datamodule.splits["train"]
-    return datamodule.preprocess(raw)
 
 
 def check_trainer(trainer: L.Trainer) -> None:
@@ -224,9 +218,8 @@ def score_best(
     callback = trainer.checkpoint_callback
     best = callback.best_model_path if callback is not None else ""
     metrics = score(trainer, model, datamodule, ("validate", "test"), best or None)
-    raw, labels = datamodule.splits["train"]
-    x = datamodule.preprocess(raw.to(model.device))
-    return metrics | solvers.objective_report(model, x, labels.to(model.device)), best
+    training = preprocessed_split(datamodule, "train", model.device)
+    return metrics | solvers.objective_report(model, *training), best
 
 
 def finish(

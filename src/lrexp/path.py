@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from lrexp import solvers
+from lrexp.data.batches import preprocessed_split
 from lrexp.data.wide_features import Features, transposed_product
 from lrexp.errors import LrexpError
 
@@ -36,11 +37,16 @@ PATH_FILE = "path.csv"
 DECADES = 4.0
 
 
-def path_values(x: Features, y: Tensor, num_classes: int, length: int) -> list[float]:
-    """`length` values of C from C_min upwards over DECADES decades (module docstring)."""
+def path_values(
+    x: Features, y: Tensor, num_classes: int, length: int, sample_weight: Tensor | None = None
+) -> list[float]:
+    """`length` values of C from C_min upwards over DECADES decades (module docstring); with
+    sample weights, each row's label counts its weight's times."""
     labels = torch.nn.functional.one_hot(y, num_classes).to(torch.float64) * 2 - 1
     if num_classes == 2:
         labels = labels[:, 1:]
+    if sample_weight is not None:
+        labels = labels * sample_weight.double()[:, None]
     den = transposed_product(labels.t(), x.double()).abs().max().item()
     if den == 0:
         raise LrexpError(
@@ -77,8 +83,8 @@ def fit_path(
     """Fit every value of the path in turn, from the previous optimum; leave the model at the
     best value (lowest `key`: a loss; highest otherwise) and its optimum. Returns the rows of
     path.csv, the weights at each value (for the figure) and the best C."""
-    x, y = _training_rows(datamodule, model)
-    values = path_values(x, y, model.hparams.num_classes, model.hparams.path_length)
+    x, y, sample_weight = preprocessed_split(datamodule, "train", model.device)
+    values = path_values(x, y, model.hparams.num_classes, model.hparams.path_length, sample_weight)
     rows, weights = [], {}
     minimise = key.endswith("loss") or key.endswith("objective")
     best, best_score, best_state = None, math.inf, None
@@ -93,7 +99,7 @@ def fit_path(
                 f"optimized_metric={key} is not a validation metric of a path point: use one of "
                 f"{sorted(scores)} (and data.val_fraction > 0)"
             )
-        report = solvers.objective_report(model, x, y)
+        report = solvers.objective_report(model, x, y, sample_weight)
         weight = model.linear.weight.detach().clone().cpu()
         row = {"C": C, **report, **scores, "nonzero_weights": int((weight != 0).sum())}
         rows.append(row)
@@ -110,12 +116,6 @@ def fit_path(
     model.set_C(best)
     log.info(f"model.C=path: best C={best:.4g} ({key}); the run fits it once more from there")
     return rows, weights, best
-
-
-def _training_rows(datamodule: L.LightningDataModule, model: Any) -> tuple[Tensor, Tensor]:
-    """The preprocessed training split, on the model's device."""
-    raw, y = datamodule.splits["train"]
-    return datamodule.preprocess(raw.to(model.device)), y.to(model.device)
 
 
 def write_path(

@@ -199,42 +199,57 @@ class MinibatchSolver(Solver):
         scheduled = self.hp.scheduler in DECAYS
         scores = train_scores_due(model)
         step = model.trainer.global_step  # SGD steps so far in the run
-        probs, targets, losses = [], [], []
-        for x, y in group.sharing_one_buffer():  # x: valid until the next minibatch is drawn
+        probs, targets, losses, weights = [], [], [], []
+        # x: valid until the next minibatch is drawn
+        for x, y, sample_weight in group.sharing_one_buffer():
             if scheduled:
                 param_group["lr"] = self.scheduled_lr(step)
             if self.plain_steps:
-                loss, p = self.gradient(model, x, y, scores)
+                loss, p = self.gradient(model, x, y, scores, sample_weight)
                 count_step(optimizer, self.update, torch_optimizer)
             else:
                 loss, p = stock_step(
-                    optimizer, lambda x=x, y=y: self.gradient(model, x, y, scores), model
+                    optimizer,
+                    lambda x=x, y=y, w=sample_weight: self.gradient(model, x, y, scores, w),
+                    model,
                 )
-            self.l1_prox(model, torch_optimizer, len(y))
+            self.l1_prox(model, torch_optimizer, model.objective.rows(y, sample_weight))
             step += 1
             losses.append(loss)
+            weights.append(sample_weight)
             if scores:
                 probs.append(p)
                 targets.append(y)
         losses = torch.stack(losses)
         check_finite(model, losses)
-        # Only the epoch's last minibatch can be short; made on the device, these weights cost
-        # no host-to-device copy.
-        sizes = torch.full_like(losses, len(group.indices[0]))
-        sizes[-1] = len(group.indices[-1])
+        if weights[0] is None:
+            # Only the epoch's last minibatch can be short; made on the device, these weights
+            # cost no host-to-device copy.
+            sizes = torch.full_like(losses, len(group.indices[0]))
+            sizes[-1] = len(group.indices[-1])
+        else:
+            sizes = torch.stack([w.sum() for w in weights]).to(losses.dtype)
         if scores:
-            model.metrics.update("train", torch.cat(probs), torch.cat(targets), losses, sizes)
+            row_weights = None if weights[0] is None else torch.cat(weights)
+            model.metrics.update(
+                "train", torch.cat(probs), torch.cat(targets), losses, sizes, row_weights
+            )
         else:
             model.metrics.update_loss("train", losses, sizes)
 
     def gradient(
-        self, model: LogisticRegression, x: Tensor, y: Tensor, with_probs: bool
+        self,
+        model: LogisticRegression,
+        x: Tensor,
+        y: Tensor,
+        with_probs: bool,
+        sample_weight: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         """The minibatch's loss (and probabilities), its gradient in the parameters' .grad;
         averaged over the ranks under DDP, as DDP's backward hooks would."""
         weight, bias = model.linear.weight, model.linear.bias
         loss, probs = model.objective.gradient_(
-            x.to(weight.dtype), y, weight, bias, weight.grad, bias.grad, with_probs
+            x.to(weight.dtype), y, weight, bias, weight.grad, bias.grad, with_probs, sample_weight
         )
         if self.world_size > 1:
             torch.distributed.all_reduce(self.flat.grads)
@@ -252,7 +267,7 @@ class MinibatchSolver(Solver):
         self.flat.sgd_update(optimizer, group["lr"], group["momentum"], group["weight_decay"])
 
     def l1_prox(
-        self, model: LogisticRegression, optimizer: torch.optim.Optimizer, rows: int
+        self, model: LogisticRegression, optimizer: torch.optim.Optimizer, rows: float
     ) -> None:
         """The L1 part of the regulariser as a proximal (soft-threshold) step after each update,
         so that weights become exact zeros.
@@ -406,20 +421,31 @@ class CentredFloat64:
       are otherwise one ill-conditioned direction.
 
     Memory: a centred copy of the training split in `products`, kept from the fit's start to
-    its end. A wide table's sparse block stays as it is (sparse, uncentred: μ is 0 there, which
-    keeps the change of variables exact); its dense block is centred.
+    its end. A wide table's sparse block is centred implicitly, so that it stays sparse: with
+    μ_s its column means, (X_s - 1μ_sᵀ) w_s = X_s w_s - μ_s·w_s moves into the intercept the
+    products get, and the gradient's rᵀ(X_s - 1μ_sᵀ) = rᵀX_s - (Σr) μ_sᵀ.
     """
 
-    def __init__(self, x: Features, y: Tensor, products: torch.dtype = torch.float64) -> None:
+    def __init__(
+        self,
+        x: Features,
+        y: Tensor,
+        products: torch.dtype = torch.float64,
+        sample_weight: Tensor | None = None,
+    ) -> None:
+        self.implicit: Tensor | None = None  # μ where the copy is not centred (else 0)
         if isinstance(x, WideFeatures):
             dense = x.dense.double()
             mean = dense.mean(0)
-            self.mean = torch.cat([mean, mean.new_zeros(x.sparse_width)])
+            sums = dense.new_zeros(x.sparse_width).index_add_(0, x.indices, x.values.double())
+            self.implicit = torch.cat([torch.zeros_like(mean), sums / max(len(x), 1)])
+            self.mean = torch.cat([mean, self.implicit[len(mean) :]])
             self.x = x.with_dense(dense - mean).to(products)
         else:
             self.mean = x.double().mean(0)
             self.x = (x.double() - self.mean).to(products)
         self.y = y
+        self.sample_weight = None if sample_weight is None else sample_weight.double()
 
     @staticmethod
     def parameters(model: LogisticRegression) -> list[Tensor]:
@@ -428,10 +454,23 @@ class CentredFloat64:
 
     def evaluate(self, objective: Objective, weight: Tensor, centred_bias: Tensor) -> Tensor:
         """J and (into .grad) its gradient at (w, c)."""
-        value, weight.grad, centred_bias.grad = objective.value_and_gradient(
-            self.x, self.y, weight, centred_bias
+        value, weight.grad, centred_bias.grad = self.value_and_gradient(
+            objective, weight, centred_bias
         )
         return value
+
+    def value_and_gradient(
+        self, objective: Objective, weight: Tensor, centred_bias: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """J's smooth part and its gradient in (w, c)."""
+        if self.implicit is None:
+            return objective.value_and_gradient(
+                self.x, self.y, weight, centred_bias, self.sample_weight
+            )
+        value, grad_weight, grad_bias = objective.value_and_gradient(
+            self.x, self.y, weight, centred_bias - weight @ self.implicit, self.sample_weight
+        )
+        return value, grad_weight.sub_(torch.outer(grad_bias, self.implicit)), grad_bias
 
     @torch.no_grad()
     def load(self, model: LogisticRegression, weight: Tensor, centred_bias: Tensor) -> None:
@@ -484,9 +523,9 @@ class LBFGS(Solver):
     def training_step(self, model: LogisticRegression, group: Minibatches) -> None:
         """`max_iter` L-BFGS iterations on the whole training split (the rows the group's
         loader holds), once per epoch: the epoch's other groups are skipped."""
-        x, y = group.source.x, group.source.y
+        x, y, sample_weight = group.source.x, group.source.y, group.source.weight
         if self.problem is None:  # the fit's first step
-            self.problem = CentredFloat64(x, y, self.products)
+            self.problem = CentredFloat64(x, y, self.products, sample_weight)
         problem, objective = self.problem, model.objective
         optimizer = model.optimizers()
         weight, centred_bias = optimizer.optimizer.param_groups[0]["params"]
@@ -494,9 +533,9 @@ class LBFGS(Solver):
         optimizer.step(closure=lambda: problem.evaluate(objective, weight, centred_bias))
         problem.store(model, weight, centred_bias)
         logits = model.logits(x)
-        loss = objective.loss(logits, y).reshape(1)
+        loss = objective.loss(logits, y, sample_weight).reshape(1)
         check_finite(model, loss)
-        self.report = objective_report(model, x, y)
+        self.report = objective_report(model, x, y, sample_weight)
         grad_norm = self.last_grad_norm = self.report["train/grad_norm"]
         if grad_norm <= self.hp.tol:  # as scikit-learn stops: later epochs would not move
             log.info(
@@ -507,9 +546,9 @@ class LBFGS(Solver):
             # This last epoch validates and checkpoints, whatever check_val_every_n_epoch says:
             # the run's checkpoints and scores then include the optimum.
             checkpoint_this_epoch(model.trainer)
-        sizes = torch.full_like(loss, len(y))
+        sizes = torch.full_like(loss, objective.rows(y, sample_weight))
         if train_scores_due(model):
-            model.metrics.update("train", objective.probs(logits), y, loss, sizes)
+            model.metrics.update("train", objective.probs(logits), y, loss, sizes, sample_weight)
         else:
             model.metrics.update_loss("train", loss, sizes)
 
@@ -585,33 +624,39 @@ def resolve_lr(
 
 
 @torch.no_grad()
-def objective_report(model: LogisticRegression, x: Tensor, y: Tensor) -> dict[str, float]:
+def objective_report(
+    model: LogisticRegression, x: Tensor, y: Tensor, sample_weight: Tensor | None = None
+) -> dict[str, float]:
     """The full regularised objective on (x, y) — the whole training split — and the largest
     entry of its (minimum-norm sub)gradient: 0 at the optimum. With lbfgs both are L-BFGS' own
     (CentredFloat64: float64, the gradient in (w, c)), so the gradient is the one it stops on."""
     objective = model.objective
     weight = model.linear.weight
     if isinstance(model.solver, LBFGS):
-        problem = model.solver.problem or CentredFloat64(x, y, model.solver.products)
+        problem = model.solver.problem or CentredFloat64(x, y, model.solver.products, sample_weight)
         params = CentredFloat64.parameters(model)
         problem.load(model, *params)
-        value, grad_w, grad_b = objective.value_and_gradient(problem.x, problem.y, *params)
+        value, grad_w, grad_b = problem.value_and_gradient(objective, *params)
     else:
         value, grad_w, grad_b = objective.value_and_gradient(
-            x.to(weight.dtype), y, weight, model.linear.bias
+            x.to(weight.dtype), y, weight, model.linear.bias, sample_weight
         )
+    rows = objective.rows(y, sample_weight)
     if objective.l1:
-        value = value + objective.l1 * objective.share(len(y)) * weight.double().abs().sum()
-    grad_norm = objective.subgradient_norm(weight.to(grad_w.dtype), grad_w, grad_b, len(y))
+        value = value + objective.l1 * objective.share(rows) * weight.double().abs().sum()
+    grad_norm = objective.subgradient_norm(weight.to(grad_w.dtype), grad_w, grad_b, rows)
     values = torch.stack([value.double(), grad_norm.double()]).tolist()
     return {"train/objective": values[0], "train/grad_norm": values[1]}
 
 
-def training_rows(model: LogisticRegression) -> tuple[Tensor, Tensor] | None:
-    """The training split's features and labels as the train loader holds them (this device)."""
+def training_rows(
+    model: LogisticRegression,
+) -> tuple[Tensor, Tensor, Tensor | None] | None:
+    """The training split's features, labels and sample weights as the train loader holds them
+    (this device)."""
     dataset = getattr(model.trainer.train_dataloader, "dataset", None)
     x, y = getattr(dataset, "x", None), getattr(dataset, "y", None)
-    return (x, y) if x is not None and y is not None else None
+    return (x, y, dataset.weight) if x is not None and y is not None else None
 
 
 def after_validation(model: LogisticRegression, values: dict[str, float]) -> None:

@@ -83,7 +83,7 @@ def test_a_loader_serves_the_rows_of_a_dense_loader() -> None:
     for group, expected in zip(served, reference, strict=True):
         pairs = list(group.sharing_one_buffer())
         assert len(pairs) == len(list(expected))
-        for (xb, yb), (xe, ye) in zip(pairs, expected, strict=True):
+        for (xb, yb, _), (xe, ye, _) in zip(pairs, expected, strict=True):
             assert torch.equal(xb.to_dense(), xe) and torch.equal(yb, ye)
 
 

@@ -115,14 +115,19 @@ def learn_state(
     normalize: bool,
     encoding: Encoding,
     outputs: int = 1,
+    sample_weight: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Columns, kinds, categories, statistics and imputation values from training rows.
 
     Numeric columns come first in the raw features (and so in the model's), then the
     categorical ones, each group in the table's order; hashed and text columns (not among the
     raw floats: lrexp.data.table_hashing) last. `outputs`: the model's (the memory guard's
-    weights per feature).
+    weights per feature). With `sample_weight` (one per training row) each row counts its
+    weight's times, as in scikit-learn's StandardScaler.fit(X, sample_weight=...): weighted
+    means, variances and category counts; categories only from rows of weight > 0 (a weight of
+    0 leaves the row out).
     """
+    weight = np.ones(len(train)) if sample_weight is None else sample_weight.astype(np.float64)
     kinds = {c: column_kind(table.types[c], c, path) for c in columns}
     for name in encoding.text:
         if kinds[name] == "numeric":
@@ -160,7 +165,8 @@ def learn_state(
         if kinds[name] == "categorical":
             indices, dictionary = dictionary_indices(table.arrow[name])
             present = indices[train]
-            present = present[present >= 0]
+            kept = (present >= 0) & (weight > 0)
+            present, present_weight = present[kept], weight[kept]
             if not len(present):
                 raise LrexpError(
                     f"data.path={path}: column {name!r} has no value in the "
@@ -171,20 +177,21 @@ def learn_state(
             categories[name] = [dictionary[i] for i in seen[order]]
             # The most frequent category; ties go to the first in sorted order, as in
             # scikit-learn's SimpleImputer(strategy="most_frequent").
-            counts = np.bincount(present, minlength=len(dictionary))[seen[order]]
+            counts = np.bincount(present, present_weight, minlength=len(dictionary))[seen[order]]
             fill.append(float(counts.argmax()))
             continue
         values = table.floats[name][train].astype(np.float64)
-        present = values[~np.isnan(values)]
+        kept = ~np.isnan(values) & (weight > 0)
+        present, present_weight = values[kept], weight[kept]
         if len(present) == 0:
             raise LrexpError(
                 f"data.path={path}: column {name!r} has no value in the "
                 "training split; leave it out with data.features"
             )
-        m = float(present.mean())
+        m = float(np.average(present, weights=present_weight))
         # Population std over the imputed column (imputed values add 0), as a pipeline of
         # SimpleImputer(mean) and StandardScaler computes it; a constant column keeps scale 1.
-        s = float(np.sqrt(((present - m) ** 2).sum() / len(values)))
+        s = float(np.sqrt((present_weight * (present - m) ** 2).sum() / weight.sum()))
         fill.append(m)
         if not normalize:
             m, s = 0.0, 1.0
