@@ -50,7 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lrexp.data.wide_features import Features, as_dense, linear
+from lrexp.data.wide_features import Features, WideFeatures, as_dense, linear
 
 INTERCEPT = "(intercept)"
 # A scaled information eigenvalue below this is a direction with (numerically) no information:
@@ -68,8 +68,10 @@ COLLINEAR_RTOL = 1e-6
 # of any row's logit that counts as converged.
 NEWTON_STEPS = 30
 NEWTON_LOGIT_TOL = 1e-3
-# Rows per float64 slice of the design.
+# Rows per float64 slice of the design, and the most numbers a slice of a wide table's holds
+# (its one-hot columns made dense: 2^24 float64 numbers are 128 MiB).
 CHUNK_ROWS = 2**16
+CHUNK_NUMBERS = 2**24
 
 
 @dataclass(frozen=True)
@@ -179,8 +181,11 @@ class _Problem:
             self.shift /= self.shift.norm()
 
     def chunks(self) -> Iterator[tuple[slice, Tensor]]:
-        for start in range(0, len(self.x), CHUNK_ROWS):
-            x = as_dense(self.x[start : start + CHUNK_ROWS]).double()
+        rows = CHUNK_ROWS
+        if isinstance(self.x, WideFeatures):  # its slices made dense
+            rows = max(1, min(CHUNK_ROWS, CHUNK_NUMBERS // (self.x.shape[1] + 1)))
+        for start in range(0, len(self.x), rows):
+            x = as_dense(self.x[start : start + rows]).double()
             yield slice(start, start + len(x)), torch.cat([torch.ones(len(x), 1).double(), x], 1)
 
     def logits(self, theta: Tensor) -> Tensor:
