@@ -17,8 +17,8 @@ distributed ids (a few frequent values, a long tail of rare ones, as real ids ar
   the same training rows; test accuracy of both on the same test rows. Goal: lrexp's rows/s
   >= VW's, accuracy >= VW's - 0.3 pp.
 - text: --text-rows rows of generated reviews (a vocabulary of 5 000 Zipf-distributed words,
-  300 of the 1 000 most frequent carrying sentiment), data.text with data.ngram_max=2 against scikit-learn's
-  HashingVectorizer(2^18, ngram 1-2) + LogisticRegression(C=1) on the same split. Goal: lrexp's
+  300 of the 1 000 most frequent carrying sentiment), data.text with data.ngram_max=2 against
+  scikit-learn's HashingVectorizer(2^18, ngram 1-2) + LogisticRegression(C=1) on the same split. Goal: lrexp's
   accuracy >= scikit-learn's - 1.5 pp. No real labelled text set can be had on this machine
   (no network), so the text is generated.
 
@@ -39,10 +39,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-
 from throughput import emit, log, lrexp_run, machine
 
-ROOT = Path(__file__).resolve().parent.parent
 CHUNK = 250_000
 
 
