@@ -18,9 +18,9 @@ distributed ids (a few frequent values, a long tail of rare ones, as real ids ar
   >= VW's, accuracy >= VW's - 0.3 pp.
 - text: --text-rows rows of generated reviews (a vocabulary of 5 000 Zipf-distributed words,
   300 of the 1 000 most frequent carrying sentiment), data.text with data.ngram_max=2 against
-  scikit-learn's HashingVectorizer(2^18, ngram 1-2) + LogisticRegression(C=1) on the same split. Goal: lrexp's
-  accuracy >= scikit-learn's - 1.5 pp. No real labelled text set can be had on this machine
-  (no network), so the text is generated.
+  scikit-learn's HashingVectorizer(2^18, ngram 1-2) + LogisticRegression(C=1) on the same
+  split. Goal: lrexp's accuracy >= scikit-learn's - 1.5 pp. No real labelled text set can be
+  had on this machine (no network), so the text is generated.
 
 Usage: python benchmarks/wide.py [--sections ids,hashed,text] [--ids-rows N] [--hashed-rows N]
 [--text-rows N] [--epochs N] [--batch-size N] [--out FILE]. Progress goes to stderr.
