@@ -39,9 +39,12 @@ class WideFeatures:
         values: Tensor,
         sparse_width: int,
         rows: Tensor | None = None,
+        per_row: int | None = None,
     ) -> None:
         self.dense, self.indptr, self.indices, self.values = dense, indptr, indices, values
-        self.sparse_width = sparse_width
+        # Entries per row where every row has as many (one-hot and hashed columns alone): rows
+        # are then gathered as rows of (rows, per_row) views.
+        self.sparse_width, self.per_row = sparse_width, per_row
         if rows is None:
             lengths = indptr[1:] - indptr[:-1]
             rows = torch.repeat_interleave(
@@ -55,8 +58,9 @@ class WideFeatures:
         n, per_row = indices.shape
         device = indices.device
         indptr = torch.arange(n + 1, device=device) * per_row
-        rows = torch.arange(n, device=device).repeat_interleave(per_row)
-        return cls(dense, indptr, indices.reshape(-1), values.reshape(-1), sparse_width, rows)
+        rows = torch.arange(n, device=device)[:, None].expand(n, per_row).reshape(-1)
+        flat_indices, flat_values = indices.reshape(-1), values.reshape(-1)
+        return cls(dense, indptr, flat_indices, flat_values, sparse_width, rows, per_row)
 
     @classmethod
     def hstack(
@@ -84,7 +88,9 @@ class WideFeatures:
             rows[at] = block.rows
             offset += 0 if shared else block.sparse_width
         width = blocks[0].sparse_width if shared else offset
-        return cls(dense, indptr, indices, values, width, rows)
+        fixed = all(b.per_row is not None for b in blocks)
+        per_row = sum(b.per_row for b in blocks) if fixed else None
+        return cls(dense, indptr, indices, values, width, rows, per_row)
 
     # --- what a tensor of features offers -------------------------------------------------------
 
@@ -117,6 +123,7 @@ class WideFeatures:
             self.values.to(device=device, dtype=dense.dtype),
             self.sparse_width,
             self.rows.to(device),
+            self.per_row,
         )
 
     def double(self) -> WideFeatures:
@@ -135,6 +142,14 @@ class WideFeatures:
         """The rows `index` names (a slice or a tensor of row numbers), in its order."""
         if isinstance(index, slice):
             index = torch.arange(len(self), device=self.device)[index]
+        if self.per_row is not None:
+            shape = (len(self), self.per_row)
+            return WideFeatures.fixed(
+                self.dense[index],
+                self.indices.view(shape)[index],
+                self.values.view(shape)[index],
+                self.sparse_width,
+            )
         starts = self.indptr[index]
         lengths = self.indptr[index + 1] - starts
         indptr = torch.zeros(len(index) + 1, dtype=torch.int64, device=self.device)
@@ -162,6 +177,7 @@ class WideFeatures:
             self.values.to(dense.dtype),
             self.sparse_width,
             self.rows,
+            self.per_row,
         )
 
     def to_dense(self) -> Tensor:
