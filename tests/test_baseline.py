@@ -73,3 +73,33 @@ def test_baseline_leaves_what_every_run_leaves(
     assert "tensorboard" not in capsys.readouterr().out
     log = (tmp_path / "baseline.log").read_text()
     assert "scikit-learn" in log and "lrexp/test/acc" in log  # both tables, as on the console
+
+
+def test_the_baseline_gets_a_wide_tables_features_as_one_sparse_matrix(tmp_path: Path) -> None:
+    """scikit-learn fits the same encoding, never made dense: a scipy.sparse matrix equal to
+    StandardScaler + OneHotEncoder(handle_unknown="ignore") of the split."""
+    from scipy import sparse
+    from sklearn.compose import ColumnTransformer
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    from lrexp.data.table import TableDataModule
+    from tests.data.test_table import write, zipf_frame
+
+    frame = zipf_frame()
+    datamodule = TableDataModule(str(write(frame, tmp_path / "ids.parquet")), "target")
+    datamodule.setup("fit")
+    datamodule.setup("test")
+    train = frame.iloc[datamodule.split_rows["train"]]
+    reference = ColumnTransformer(
+        [
+            ("num", StandardScaler(), ["a", "b"]),
+            ("cat", OneHotEncoder(handle_unknown="ignore"), ["user"]),
+        ]
+    ).fit(train)
+    for split in ("train", "test"):
+        x, y, weight = split_arrays(datamodule, split)
+        assert sparse.issparse(x) and weight is None
+        rows = frame.iloc[datamodule.split_rows[split]]
+        expected = sparse.csr_matrix(reference.transform(rows)).toarray()
+        assert abs(x.toarray() - expected).max() < 1e-5
+        assert (y == rows["target"].to_numpy()).all()
