@@ -23,7 +23,7 @@ distributed ids (a few frequent values, a long tail of rare ones, as real ids ar
   had on this machine (no network), so the text is generated.
 
 Usage: python benchmarks/wide.py [--sections ids,hashed,text] [--ids-rows N] [--hashed-rows N]
-[--text-rows N] [--epochs N] [--batch-size N] [--out FILE]. Progress goes to stderr.
+[--text-rows N] [--epochs N] [--batch-size N] [--threads N] [--out FILE]. Progress goes to stderr.
 """
 
 from __future__ import annotations
@@ -277,8 +277,13 @@ def main() -> None:
     parser.add_argument("--text-rows", type=int, default=50_000)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=1024)
+    parser.add_argument("--threads", type=int, help="torch's threads (VW runs on one)")
     parser.add_argument("--out")
     args = parser.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     report: dict = {"machine": machine()}
     with tempfile.TemporaryDirectory() as folder:
         work = Path(folder)
