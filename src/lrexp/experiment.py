@@ -6,6 +6,7 @@ stages' metrics, and what the data adds: lrexp.data.extras); and leave the run's
 from __future__ import annotations
 
 import logging
+from functools import partial
 from pathlib import Path
 
 import lightning as L
@@ -52,10 +53,12 @@ def build_experiment(
         L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = build(cfg.data, "data")
     trainer, fast = build_trainer(cfg)
-    if cfg.model.optimizer == "lbfgs" and trainer.world_size > 1:
+    streamed = getattr(datamodule, "streamed", False)
+    if cfg.model.optimizer == "lbfgs" and trainer.world_size > 1 and not streamed:
         raise LrexpError(
             "model.optimizer=lbfgs runs in one process (full-batch steps): use trainer=cpu or "
-            "trainer=gpu, or model.optimizer=sgd for DDP"
+            "trainer=gpu, data.stream=true (one pass per evaluation, over the ranks), or "
+            "model.optimizer=sgd for DDP"
         )
     if trainer.is_global_zero:
         datamodule.prepare_data()  # the only step that may download
@@ -72,11 +75,19 @@ def build_model(
     on the training split at the step's effective minibatch: DDP averages the gradients of
     `world_size` minibatches, so N ranks at batch B step like one process at N·B."""
     check_class_weight(cfg.model.get("class_weight"), datamodule.num_classes)
-    rows = len(datamodule.splits["train"][1])
-    optimizer, why = solvers.choose_optimizer(cfg.model, rows, datamodule.in_features, world_size)
+    rows = sum(datamodule.class_counts)
+    streamed = getattr(datamodule, "streamed", False)
+    optimizer, why = solvers.choose_optimizer(
+        cfg.model, rows, datamodule.in_features, world_size, streamed
+    )
     if why:
         log.info(f"model.optimizer=auto: {optimizer} ({why})")
     C = cfg.model.get("C")
+    if streamed and (C == "path" or (cfg.model.lr == "auto" and optimizer == "sgd")):
+        raise LrexpError(
+            "data.stream=true: model.C=path and model.lr=auto for sgd measure the training "
+            "split in memory; give model.C=NUMBER and model.lr=NUMBER, or model.optimizer=lbfgs"
+        )
     if C == "path":  # the path's first value; lrexp.path fits the others
         if world_size > 1:
             raise LrexpError("model.C=path runs in one process: use trainer=cpu or trainer=gpu")
@@ -90,7 +101,7 @@ def build_model(
         lr = solvers.resolve_lr(
             lr,
             optimizer,
-            _training_features(datamodule),
+            None if streamed else _training_features(datamodule),  # sgd only measures it
             batch_size,
             datamodule.num_classes,
             cfg.model.get("momentum", 0.0),
@@ -216,6 +227,11 @@ def score_best(
     callback = trainer.checkpoint_callback
     best = callback.best_model_path if callback is not None else ""
     metrics = score(trainer, model, datamodule, ("validate", "test"), best or None)
+    if "train" not in datamodule.splits:  # streamed: one pass over this rank's share
+        passes = partial(
+            datamodule.train_passes, trainer.global_rank, trainer.world_size, model.device
+        )
+        return metrics | solvers.streamed_report(model, passes), best
     raw, labels = datamodule.splits["train"]
     x = datamodule.preprocess(raw.to(model.device))
     return metrics | solvers.objective_report(model, x, labels.to(model.device)), best

@@ -7,9 +7,10 @@ form from lrexp.objective; no step builds an autograd graph.
   the updates are exactly those of one minibatch per Lightning step. L1 is a proximal step
   after each update.
 - lbfgs (LBFGSSolver): once per epoch, `max_iter` iterations of full-batch L-BFGS with a
-  strong-Wolfe line search on the whole training split (CentredFloat64); the run stops once the
-  objective's largest gradient entry is <= `tol` (scipy's pgtol, which scikit-learn's lbfgs
-  `tol` sets).
+  strong-Wolfe line search on the whole training split (CentredFloat64; a streamed split:
+  StreamedFloat64, one pass over the stream per evaluation, all-reduced over the ranks); the
+  run stops once the objective's largest gradient entry is <= `tol` (scipy's pgtol, which
+  scikit-learn's lbfgs `tol` sets).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from torch import Tensor, nn
 
 from lrexp.errors import LrexpError
 from lrexp.lightning_fast import checkpoint_this_epoch, count_step, step_hooks_idle
+from lrexp.stream_objective import Passes, StreamedSums
 
 if TYPE_CHECKING:
     from lightning.pytorch.core.optimizer import LightningOptimizer
@@ -423,6 +425,41 @@ class CentredFloat64:
         model.linear.bias.copy_(centred_bias - weight @ self.mean)
 
 
+class StreamedFloat64(CentredFloat64):
+    """CentredFloat64 for a training split that is streamed (lrexp.stream_objective): each
+    evaluation one pass over this rank's rows, summed over the ranks. Memory: one row group."""
+
+    def __init__(self, passes: Passes, products: torch.dtype, device: torch.device) -> None:
+        self.sums = StreamedSums(passes, products, device)
+        self.mean, self.rows = self.sums.mean, self.sums.rows
+
+    def evaluate(self, objective: Objective, weight: Tensor, centred_bias: Tensor) -> Tensor:
+        value, weight.grad, centred_bias.grad = self.sums.value_and_gradient(
+            objective, weight, centred_bias
+        )
+        return value
+
+    @torch.no_grad()
+    def report(self, model: LogisticRegression) -> tuple[dict[str, float], Tensor]:
+        """objective_report's values at the model's parameters, and the mean (or summed) loss
+        of the training rows, from one pass."""
+        objective = model.objective
+        params = self.parameters(model)
+        self.load(model, *params)
+        value, grad_w, grad_b = self.sums.value_and_gradient(objective, *params)
+        grad_norm = objective.subgradient_norm(params[0], grad_w, grad_b, self.rows)
+        loss = value - objective.penalty(params[0], self.rows, l1=False)
+        if objective.l1:
+            value = value + objective.l1 * objective.share(self.rows) * params[0].abs().sum()
+        values = torch.stack([value, grad_norm.double()]).tolist()
+        return {"train/objective": values[0], "train/grad_norm": values[1]}, loss.float()
+
+
+def training_stream(model: LogisticRegression) -> Passes | None:
+    """This rank's streamed training rows (the train loader's `passes`), where streamed."""
+    return getattr(getattr(model.trainer.train_dataloader, "dataset", None), "passes", None)
+
+
 class LBFGS(Solver):
     name = "lbfgs"
     ignores = ("momentum", "scheduler")
@@ -462,20 +499,32 @@ class LBFGS(Solver):
 
     def training_step(self, model: LogisticRegression, group: Minibatches) -> None:
         """`max_iter` L-BFGS iterations on the whole training split (the rows the group's
-        loader holds), once per epoch: the epoch's other groups are skipped."""
-        x, y = group.source.x, group.source.y
+        loader holds, or streams), once per epoch: the epoch's other groups are skipped."""
+        stream = training_stream(model)
         if self.problem is None:  # the fit's first step
-            self.problem = CentredFloat64(x, y, self.products)
+            self.problem = (
+                StreamedFloat64(stream, self.products, model.device)
+                if stream is not None
+                else CentredFloat64(group.source.x, group.source.y, self.products)
+            )
         problem, objective = self.problem, model.objective
         optimizer = model.optimizers()
         weight, centred_bias = optimizer.optimizer.param_groups[0]["params"]
         problem.load(model, weight, centred_bias)
         optimizer.step(closure=lambda: problem.evaluate(objective, weight, centred_bias))
         problem.store(model, weight, centred_bias)
-        logits = model.logits(x)
-        loss = objective.loss(logits, y).reshape(1)
+        if isinstance(problem, StreamedFloat64):
+            # The training rows' scores would take a pass of their own: the loss alone.
+            self.report, loss = problem.report(model)
+            rows, logits = problem.rows, None
+            loss = loss.reshape(1)
+        else:
+            x, y = group.source.x, group.source.y
+            logits = model.logits(x)
+            loss = objective.loss(logits, y).reshape(1)
+            rows = len(y)
+            self.report = objective_report(model, x, y)
         check_finite(model, loss)
-        self.report = objective_report(model, x, y)
         grad_norm = self.last_grad_norm = self.report["train/grad_norm"]
         if grad_norm <= self.hp.tol:  # as scikit-learn stops: later epochs would not move
             log.info(
@@ -486,8 +535,8 @@ class LBFGS(Solver):
             # This last epoch validates and checkpoints, whatever check_val_every_n_epoch says:
             # the run's checkpoints and scores then include the optimum.
             checkpoint_this_epoch(model.trainer)
-        sizes = torch.full_like(loss, len(y))
-        if train_scores_due(model):
+        sizes = torch.full_like(loss, rows)
+        if logits is not None and train_scores_due(model):
             model.metrics.update("train", objective.probs(logits), y, loss, sizes)
         else:
             model.metrics.update_loss("train", loss, sizes)
@@ -502,11 +551,12 @@ FULL_BATCH_MAX_BYTES = 2 * 2**30
 
 
 def choose_optimizer(
-    hparams: Any, rows: int, features: int, world_size: int
+    hparams: Any, rows: int, features: int, world_size: int, streamed: bool = False
 ) -> tuple[str, str | None]:
     """model.optimizer with `auto` replaced, and why: lbfgs (full batch, stops on the gradient:
     the optimum whatever the number of classes and features) where one process fits the
-    training split and the objective is smooth; sgd (minibatches) otherwise."""
+    training split, or the split is streamed (any size, any number of processes: one pass
+    per evaluation), and the objective is smooth; sgd (minibatches) otherwise."""
     if hparams.optimizer != "auto":
         return hparams.optimizer, None
     width = 4 if hparams.get("tol", 1e-4) >= FLOAT32_PRODUCTS_MIN_TOL else 8
@@ -514,6 +564,8 @@ def choose_optimizer(
     shown = f"{rows} x {features} training split, {size / 2**20:.0f} MiB as L-BFGS holds it"
     if hparams.get("l1_ratio") or hparams.get("weight_decay"):
         return "sgd", "model.l1_ratio / model.weight_decay need minibatch steps"
+    if streamed:
+        return "lbfgs", f"the {rows}-row training split is streamed: one pass per evaluation"
     if world_size > 1:
         return "sgd", f"{world_size} processes: L-BFGS runs in one"
     if size > FULL_BATCH_MAX_BYTES:
@@ -526,9 +578,11 @@ def warn_unconverged(model: LogisticRegression) -> None:
     """One warning with the fix when the fit ends with the objective's largest gradient entry
     above model.tol: the weights are not the optimum the run states."""
     rows = training_rows(model)
-    if rows is None:
-        return
-    grad_norm = model.solver.last_grad_norm or objective_report(model, *rows)["train/grad_norm"]
+    grad_norm = model.solver.last_grad_norm
+    if grad_norm is None:
+        if rows is None:  # streamed minibatches: measured when the run is scored
+            return
+        grad_norm = objective_report(model, *rows)["train/grad_norm"]
     tol = model.hparams.tol
     if grad_norm <= tol:
         return
@@ -552,7 +606,7 @@ def make_solver(hparams: Any, weight: Tensor) -> Solver:
 def resolve_lr(
     lr: float | str,
     optimizer: str,
-    train_x: Tensor,
+    train_x: Tensor | None,
     batch_size: int,
     num_classes: int,
     momentum: float = 0.0,
@@ -586,6 +640,14 @@ def objective_report(model: LogisticRegression, x: Tensor, y: Tensor) -> dict[st
     return {"train/objective": values[0], "train/grad_norm": values[1]}
 
 
+@torch.no_grad()
+def streamed_report(model: LogisticRegression, passes: Passes) -> dict[str, float]:
+    """objective_report on a streamed training split (two passes: its mean, then J)."""
+    products = getattr(model.solver, "products", torch.float32)
+    report, _ = StreamedFloat64(passes, products, model.device).report(model)
+    return report
+
+
 def training_rows(model: LogisticRegression) -> tuple[Tensor, Tensor] | None:
     """The training split's features and labels as the train loader holds them (this device)."""
     dataset = getattr(model.trainer.train_dataloader, "dataset", None)
@@ -601,7 +663,10 @@ def after_validation(model: LogisticRegression, values: dict[str, float]) -> Non
 
 def train_scores_due(model: LogisticRegression) -> bool:
     """Whether this epoch computes train/acc, auroc, f1 and ece: on the epochs that validate
-    (so train and val curves share their points) and the last; train/loss every epoch."""
+    (so train and val curves share their points) and the last; train/loss every epoch. Never
+    for L-BFGS on a streamed split: the scores would take a pass of their own."""
+    if isinstance(model.solver, LBFGS) and training_stream(model) is not None:
+        return False
     trainer = model.trainer
     every = trainer.check_val_every_n_epoch or 1
     epoch = model.current_epoch + 1

@@ -15,6 +15,7 @@ The statistics are those of these float32 values, the values the model standardi
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -87,49 +88,109 @@ def learn_state(
     categorical ones, each group in the table's order.
     """
     kinds = {c: column_kind(table.types[c], c, path) for c in columns}
-    numeric = [c for c in columns if kinds[c] == "numeric"]
-    ordered = numeric + [c for c in columns if kinds[c] == "categorical"]
-    categories, mean, scale, fill = {}, [], [], []
-    for name in ordered:
-        if kinds[name] == "categorical":
+    statistics = TrainingStatistics(kinds)
+    statistics.add(table, train)
+    return statistics.state(path, normalize)
+
+
+class TrainingStatistics:
+    """What `learn_state` learns, summed piece by piece: training rows added from one table or
+    from many (the row groups of a stream), and pieces merged.
+
+    Per numeric column: the rows, the rows with a value, their mean and sum of squared
+    deviations, merged by Chan et al.'s pairwise update (one piece gives exactly the two-pass
+    mean and deviations); per categorical column: each value's count.
+    """
+
+    def __init__(self, kinds: dict[str, str]) -> None:
+        self.kinds = kinds
+        numeric = [c for c, k in kinds.items() if k == "numeric"]
+        self.rows = dict.fromkeys(numeric, 0)
+        self.present = dict.fromkeys(numeric, 0)
+        self.mean = dict.fromkeys(numeric, 0.0)
+        self.deviations = dict.fromkeys(numeric, 0.0)
+        self.counts: dict[str, Counter] = {c: Counter() for c, k in kinds.items() if k != "numeric"}
+
+    def add(self, table: TableColumns, rows: np.ndarray) -> None:
+        """The table's rows `rows` (training rows)."""
+        for name, counts in self.counts.items():
             indices, dictionary = dictionary_indices(table.arrow[name])
-            present = indices[train]
+            present = indices[rows]
             present = present[present >= 0]
-            if not len(present):
+            found = np.bincount(present, minlength=len(dictionary))
+            counts.update({dictionary[i]: int(found[i]) for i in np.flatnonzero(found)})
+        for name in self.rows:
+            values = table.floats[name][rows].astype(np.float64)
+            present = values[~np.isnan(values)]
+            piece = TrainingStatistics({})
+            piece.rows, piece.present = {name: len(values)}, {name: len(present)}
+            mean = float(present.mean()) if len(present) else 0.0
+            piece.mean = {name: mean}
+            piece.deviations = {name: float(((present - mean) ** 2).sum())}
+            self._merge_numeric(piece, name)
+
+    def merge(self, other: TrainingStatistics) -> None:
+        for name, counts in self.counts.items():
+            counts.update(other.counts[name])
+        for name in self.rows:
+            self._merge_numeric(other, name)
+
+    def _merge_numeric(self, other: TrainingStatistics, name: str) -> None:
+        n_a, n_b = self.present[name], other.present[name]
+        self.rows[name] += other.rows[name]
+        if n_b == 0:
+            return
+        if n_a == 0:
+            self.present[name] = n_b
+            self.mean[name], self.deviations[name] = other.mean[name], other.deviations[name]
+            return
+        n = n_a + n_b
+        delta = other.mean[name] - self.mean[name]
+        self.mean[name] += delta * n_b / n
+        self.deviations[name] += other.deviations[name] + delta * delta * n_a * n_b / n
+        self.present[name] = n
+
+    def state(self, path: str, normalize: bool) -> dict[str, Any]:
+        """The preprocessing state (`learn_state`'s) of the rows added."""
+        kinds = self.kinds
+        numeric = [c for c in kinds if kinds[c] == "numeric"]
+        ordered = numeric + [c for c in kinds if kinds[c] == "categorical"]
+        categories, mean, scale, fill = {}, [], [], []
+        for name in ordered:
+            if name in self.counts:
+                counts = self.counts[name]
+                if not counts:
+                    raise LrexpError(
+                        f"data.path={path}: column {name!r} has no value in the "
+                        "training split; leave it out with data.features"
+                    )
+                seen = list(counts)
+                order = np.argsort(np.array(seen))
+                categories[name] = [seen[i] for i in order]
+                # The most frequent category; ties go to the first in sorted order, as in
+                # scikit-learn's SimpleImputer(strategy="most_frequent").
+                fill.append(float(np.argmax([counts[v] for v in categories[name]])))
+                continue
+            if self.present[name] == 0:
                 raise LrexpError(
                     f"data.path={path}: column {name!r} has no value in the "
                     "training split; leave it out with data.features"
                 )
-            seen = np.unique(present)
-            order = np.argsort(np.array([dictionary[i] for i in seen]))
-            categories[name] = [dictionary[i] for i in seen[order]]
-            # The most frequent category; ties go to the first in sorted order, as in
-            # scikit-learn's SimpleImputer(strategy="most_frequent").
-            counts = np.bincount(present, minlength=len(dictionary))[seen[order]]
-            fill.append(float(counts.argmax()))
-            continue
-        values = table.floats[name][train].astype(np.float64)
-        present = values[~np.isnan(values)]
-        if len(present) == 0:
-            raise LrexpError(
-                f"data.path={path}: column {name!r} has no value in the "
-                "training split; leave it out with data.features"
-            )
-        m = float(present.mean())
-        # Population std over the imputed column (imputed values add 0), as a pipeline of
-        # SimpleImputer(mean) and StandardScaler computes it; a constant column keeps scale 1.
-        s = float(np.sqrt(((present - m) ** 2).sum() / len(values)))
-        fill.append(m)
-        if not normalize:
-            m, s = 0.0, 1.0
-        mean.append(m)
-        scale.append(s if s > 1e-12 * max(1.0, abs(m)) else 1.0)
-    return {
-        "columns": ordered,
-        "kinds": [kinds[c] for c in ordered],
-        "numeric": numeric,
-        "categories": categories,
-        "mean": torch.tensor(mean, dtype=torch.float64),
-        "scale": torch.tensor(scale, dtype=torch.float64),
-        "fill": torch.tensor(fill, dtype=torch.float64),
-    }
+            m = self.mean[name]
+            # Population std over the imputed column (imputed values add 0), as a pipeline of
+            # SimpleImputer(mean) and StandardScaler computes it; a constant column keeps scale 1.
+            s = float(np.sqrt(self.deviations[name] / self.rows[name]))
+            fill.append(m)
+            if not normalize:
+                m, s = 0.0, 1.0
+            mean.append(m)
+            scale.append(s if s > 1e-12 * max(1.0, abs(m)) else 1.0)
+        return {
+            "columns": ordered,
+            "kinds": [kinds[c] for c in ordered],
+            "numeric": numeric,
+            "categories": categories,
+            "mean": torch.tensor(mean, dtype=torch.float64),
+            "scale": torch.tensor(scale, dtype=torch.float64),
+            "fill": torch.tensor(fill, dtype=torch.float64),
+        }

@@ -1,0 +1,65 @@
+"""The objective over a training split that is streamed, not held: what full-batch L-BFGS
+minimises with data.stream=true.
+
+Each evaluation is one pass over this rank's row groups: per row group the summed loss and its
+gradient (float32 products where the tolerance allows, as in memory, float64 sums), summed over
+the row groups in float64, then over the ranks with one all-reduce. Every rank thus holds the
+same value and gradient, and its L-BFGS takes the same steps. As in memory (solvers'
+CentredFloat64) the columns are centred by the training mean, which a first pass measures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import torch
+from torch import Tensor
+
+from lrexp.objective import Objective
+
+# This rank's training rows, row group by row group, preprocessed.
+Passes = Callable[[], Iterator[tuple[Tensor, Tensor]]]
+
+
+def all_reduce(values: Tensor) -> Tensor:
+    """The sum over the ranks (itself in one process)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.all_reduce(values)
+    return values
+
+
+class StreamedSums:
+    """The objective and gradient of the whole (streamed) training split, in (w, c) with
+    c = b + w·μ as CentredFloat64 moves them."""
+
+    def __init__(self, passes: Passes, products: torch.dtype, device: torch.device) -> None:
+        self.passes, self.products = passes, products
+        total: Tensor | None = None
+        for x, _ in passes():
+            sums = torch.cat([x.double().sum(0), x.new_tensor([len(x)], dtype=torch.float64)])
+            total = sums if total is None else total + sums
+        if total is None:
+            raise RuntimeError("StreamedSums: this rank has no training rows")
+        total = all_reduce(total.to(device))
+        self.rows = int(total[-1].item())
+        self.mean = total[:-1] / self.rows
+
+    def value_and_gradient(
+        self, objective: Objective, weight: Tensor, centred_bias: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """J's smooth part and its gradient, as Objective.value_and_gradient gives them on the
+        whole split: summed per row group (reduction=sum), divided by the rows for a mean."""
+        summed = Objective(
+            objective.num_classes, objective.l2, 0.0, "sum", objective.class_weights
+        )
+        parts = (1, weight.numel(), centred_bias.numel())
+        total = torch.zeros(sum(parts), dtype=torch.float64, device=weight.device)
+        for x, y in self.passes():
+            centred = (x.double() - self.mean).to(self.products)
+            value, grad_w, grad_b = summed.value_and_gradient(centred, y, weight, centred_bias)
+            total += torch.cat([value.reshape(1), grad_w.flatten(), grad_b.flatten()])
+        total = all_reduce(total)
+        if objective.reduction == "mean":
+            total /= self.rows
+        value, grad_w, grad_b = total.split(parts)
+        return value[0], grad_w.view_as(weight), grad_b.view_as(centred_bias)
