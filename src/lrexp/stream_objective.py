@@ -49,9 +49,7 @@ class StreamedSums:
     ) -> tuple[Tensor, Tensor, Tensor]:
         """J's smooth part and its gradient, as Objective.value_and_gradient gives them on the
         whole split: summed per row group (reduction=sum), divided by the rows for a mean."""
-        summed = Objective(
-            objective.num_classes, objective.l2, 0.0, "sum", objective.class_weights
-        )
+        summed = Objective(objective.num_classes, objective.l2, 0.0, "sum", objective.class_weights)
         parts = (1, weight.numel(), centred_bias.numel())
         total = torch.zeros(sum(parts), dtype=torch.float64, device=weight.device)
         for x, y in self.passes():

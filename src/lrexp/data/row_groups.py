@@ -57,7 +57,7 @@ class RowGroups:
         if path.is_dir():
             files = sorted(str(p) for p in path.rglob(f"*{PARQUET}") if p.is_file())
             if not files:
-                self._fail(f"the directory holds no {PARQUET} files; data.stream=true reads Parquet")
+                self._fail(f"holds no {PARQUET} files; data.stream=true reads Parquet datasets")
             return files, str(path)
         if any(c in self.path for c in "*?["):
             files = sorted(f for f in glob.glob(str(path), recursive=True) if Path(f).is_file())

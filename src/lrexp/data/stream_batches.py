@@ -67,9 +67,7 @@ class StreamBatches(ResumableGroups, Sampler[tuple[Buffer, list[Tensor]]]):
         self.device = torch.device(device)
         self.epoch = 0
         self.share = np.arange(rank, len(self.rows), world_size)
-        self.rows_per_rank = min(
-            int(self.rows[r::world_size].sum()) for r in range(world_size)
-        )
+        self.rows_per_rank = min(int(self.rows[r::world_size].sum()) for r in range(world_size))
 
     def set_epoch(self, epoch: int) -> None:
         """Called by Lightning at the start of every epoch."""
@@ -102,7 +100,9 @@ class StreamBatches(ResumableGroups, Sampler[tuple[Buffer, list[Tensor]]]):
 
     def __len__(self) -> int:
         per_step = self.minibatches_per_step
-        return sum(math.ceil(math.ceil(n / self.batch_size) / per_step) for n in self._buffer_sizes())
+        return sum(
+            math.ceil(math.ceil(n / self.batch_size) / per_step) for n in self._buffer_sizes()
+        )
 
     def __iter__(self) -> Iterator[tuple[Buffer, list[Tensor]]]:
         skip = self.start_pass()

@@ -95,7 +95,9 @@ class TableColumns:
         return float32_values(self.arrow[name])
 
 
-def table_columns(table: pa.Table, columns: Sequence[str], text: Collection[str] = ()) -> TableColumns:
+def table_columns(
+    table: pa.Table, columns: Sequence[str], text: Collection[str] = ()
+) -> TableColumns:
     """The named columns of an Arrow table already read (a Parquet row group), kept as
     `TableFile.read` keeps a file's: numeric ones as float32 unless named in `text`."""
     built = _Columns(table.schema, columns, text, table.num_rows)

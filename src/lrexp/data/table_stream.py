@@ -106,10 +106,24 @@ class StreamedTableDataModule(TableDataModule):
         shuffle_rows: int = 2**16,
     ) -> None:
         super().__init__(
-            path, target, features, test_path, test_fraction, val_fraction, batch_size,
-            normalize, missing, positive, negative, classes, delimiter, onehot_drop, seed,
-            minibatches_per_step, batches_per_fetch,
-        )  # fmt: skip
+            path,
+            target,
+            features,
+            test_path,
+            test_fraction,
+            val_fraction,
+            batch_size,
+            normalize,
+            missing,
+            positive,
+            negative,
+            classes,
+            delimiter,
+            onehot_drop,
+            seed,
+            minibatches_per_step,
+            batches_per_fetch,
+        )
         if not (isinstance(shuffle_rows, int) and shuffle_rows > 0):
             raise LrexpError(f"data.shuffle_rows={shuffle_rows!r}: give a number of rows > 0")
         self.sources: dict[str, RowGroups] = {}
@@ -143,7 +157,8 @@ class StreamedTableDataModule(TableDataModule):
                     f"data.{split}_path or data.{split}_fraction: the {split} split has no "
                     f"rows; give data.{split}_path or a larger data.{split}_fraction"
                 )
-            if absent := [self.label_names[k] for k in set(range(self.num_classes)) - set(y.tolist())]:
+            present = torch.bincount(y, minlength=self.num_classes)
+            if absent := [self.label_names[k] for k in (present == 0).nonzero().flatten().tolist()]:
                 raise LrexpError(
                     f"the {split} split has no rows of label(s) {absent}; AUROC and F1 need "
                     f"every label: give data.{split}_path with rows of each, or more rows"
@@ -171,12 +186,15 @@ class StreamedTableDataModule(TableDataModule):
 
     # --- the stream ----------------------------------------------------------------------------
 
-    def training_rows(self, group: int, device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
+    def training_rows(
+        self, group: int, device: torch.device | str = "cpu"
+    ) -> tuple[Tensor, Tensor]:
         """Row group `group`'s training rows, preprocessed, on `device`."""
         source = self.sources["path"]
         table = self._table(source, group)
-        rows, labels = self._usable_rows(table, self.feature_columns, source.file(group),
-                                         "data.path", "data.")  # fmt: skip
+        rows, labels = self._usable_rows(
+            table, self.feature_columns, source.file(group), "data.path", "data."
+        )
         rows = rows[self._splits_of(source, group)[rows] == TRAIN]
         if len(rows) != self.group_rows[group]:
             raise LrexpError(
@@ -226,8 +244,9 @@ class StreamedTableDataModule(TableDataModule):
             if not kinds:
                 kinds = {c: column_kind(table.types[c], c, hp.path) for c in self.feature_columns}
             file = source.file(group)
-            rows = self._complete_rows(table, [*self.feature_columns, hp.target], file,
-                                       "data.path", "data.")  # fmt: skip
+            rows = self._complete_rows(
+                table, [*self.feature_columns, hp.target], file, "data.path", "data."
+            )
             target = target_column(table, hp.target)
             encoded = target.combine_chunks().dictionary_encode()
             codes = pc.fill_null(encoded.indices, -1).to_numpy().astype(np.int64)
@@ -244,8 +263,9 @@ class StreamedTableDataModule(TableDataModule):
                     by_value.setdefault(value, TrainingStatistics(kinds)).add(table, chosen)
             counts.append(found)
         if learn:
-            groups, rule = label_groups(sorted(values), hp.positive, hp.negative, hp.classes,
-                                        hp.target)  # fmt: skip
+            groups, rule = label_groups(
+                sorted(values), hp.positive, hp.negative, hp.classes, hp.target
+            )
             self.state = {"target": hp.target, "label_groups": groups}
             self._log_labels(rule)
             statistics = TrainingStatistics(kinds)
@@ -262,20 +282,20 @@ class StreamedTableDataModule(TableDataModule):
             for value, n in found.items():
                 if value in label_of:
                     self.class_counts[label_of[value]] += n
-        log_balance("train", torch.repeat_interleave(
-            torch.arange(self.num_classes), torch.tensor(self.class_counts)), self.label_names)  # fmt: skip
+        labels = torch.arange(self.num_classes).repeat_interleave(torch.tensor(self.class_counts))
+        log_balance("train", labels, self.label_names)
 
     def _held_out(self, key: str, split: int) -> tuple[Tensor, Tensor]:
         """The held-out rows of one split: all usable rows of data.<key>, else data.path's rows
         that the hash holds out for it; raw features and labels, in memory."""
-        hp = self.hparams
         source = self.sources.get(key) or self.sources["path"]
         own = key in self.sources
         raws, labels = [], []
         for group in range(len(source)):
             table = self._table(source, group)
-            rows, y = self._usable_rows(table, self.feature_columns, source.file(group),
-                                        source.key, "data.")  # fmt: skip
+            rows, y = self._usable_rows(
+                table, self.feature_columns, source.file(group), source.key, "data."
+            )
             if not own:
                 rows = rows[self._splits_of(source, group)[rows] == split]
             raws.append(self._raw(table, {"held": rows})["held"].contiguous())

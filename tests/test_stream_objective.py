@@ -1,0 +1,109 @@
+"""Streamed L-BFGS: the objective summed over row groups is the whole split's, and the fit on a
+stream (one process, or two under ddp_cpu) is the in-memory fit on the same rows."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from lrexp.objective import Objective
+from lrexp.stream_objective import StreamedSums
+from lrexp.train import main
+from tests.conftest import run_entry
+from tests.test_train_scale import REPO, TIMEOUT_S, rendezvous_ports
+
+
+@pytest.mark.parametrize(("classes", "reduction"), [(2, "mean"), (3, "sum")])
+def test_the_summed_objective_is_the_whole_splits(classes: int, reduction: str) -> None:
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(1000, 5, generator=generator) * 3 + 1
+    y = torch.randint(classes, (1000,), generator=generator)
+    out = 1 if classes == 2 else classes
+    weight = torch.randn(out, 5, generator=generator, dtype=torch.float64)
+    bias = torch.randn(out, generator=generator, dtype=torch.float64)
+    objective = Objective(classes, l2=0.01, reduction=reduction, class_weights=torch.rand(classes))
+    chunks = list(zip(x.split(128), y.split(128), strict=True))
+    sums = StreamedSums(lambda: iter(chunks), torch.float64, torch.device("cpu"))
+    torch.testing.assert_close(sums.mean, x.double().mean(0))
+    assert sums.rows == 1000
+    centred = x.double() - x.double().mean(0)
+    expected = objective.value_and_gradient(centred, y, weight, bias)
+    for got, want in zip(sums.value_and_gradient(objective, weight, bias), expected, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+
+
+def write_table(root: Path) -> dict[str, Path]:
+    """A three-class table with a category; training rows in 7 row groups over two files."""
+    rng = np.random.default_rng(0)
+    rows = 2400
+    a, b = rng.normal(size=(2, rows))
+    color = rng.choice(["red", "green", "blue"], rows)
+    logits = np.stack([a, b, (color == "red") - 0.5 * a])
+    y = (logits + rng.gumbel(size=(3, rows))).argmax(0)
+    table = pa.table({"a": a * 4 + 2, "b": b, "color": color, "y": y})
+    (root / "train").mkdir(parents=True)
+    pq.write_table(table.slice(0, 900), root / "train" / "one.parquet", row_group_size=300)
+    pq.write_table(table.slice(900, 900), root / "train" / "two.parquet", row_group_size=250)
+    pq.write_table(table.slice(0, 1800), root / "train.parquet")
+    pq.write_table(table.slice(1800, 300), root / "val.parquet")
+    pq.write_table(table.slice(2100, 300), root / "test.parquet")
+    return {name: root / name for name in ("train", "train.parquet", "val.parquet", "test.parquet")}
+
+
+LBFGS = ["data=table", "data.target=y", "model.optimizer=lbfgs", "model.tol=1e-7", "logger=none"]
+LBFGS += ["trainer.enable_progress_bar=false"]
+
+
+def streamed(files: dict[str, Path]) -> list[str]:
+    return [
+        *LBFGS,
+        "data.stream=true",
+        f"data.path={files['train']}",
+        f"data.val_path={files['val.parquet']}",
+        f"data.test_path={files['test.parquet']}",
+    ]
+
+
+def last_weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The in-memory fit, the streamed one, and the streamed one under ddp_cpu (a subprocess,
+    started first), all on the same 1800 training rows."""
+    root = tmp_path_factory.mktemp("stream_lbfgs")
+    files = write_table(root)
+    ddp = root / "ddp"
+    env = os.environ | {"MASTER_PORT": str(rendezvous_ports(1)[0])}
+    command = [sys.executable, "-m", "lrexp.train", f"hydra.run.dir={ddp}", "trainer=ddp_cpu"]
+    process = subprocess.Popen(
+        [*command, *streamed(files)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    memory = [*LBFGS, f"data.path={files['train.parquet']}", "data.val_fraction=0"]
+    memory += [f"data.test_path={files['test.parquet']}"]
+    assert run_entry(main, *memory, f"hydra.run.dir={root / 'memory'}") == 0
+    assert run_entry(main, *streamed(files), f"hydra.run.dir={root / 'stream'}") == 0
+    output, _ = process.communicate(timeout=TIMEOUT_S)
+    assert process.returncode == 0, output[-3000:]
+    return {"memory": root / "memory", "stream": root / "stream", "ddp": ddp}
+
+
+@pytest.mark.parametrize("run", ["stream", "ddp"])
+def test_streamed_lbfgs_reaches_the_in_memory_optimum(runs: dict[str, Path], run: str) -> None:
+    memory, other = last_weights(runs["memory"]), last_weights(runs[run])
+    for name, tensor in memory.items():
+        torch.testing.assert_close(other[name], tensor, rtol=0, atol=1e-4)
