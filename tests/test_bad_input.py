@@ -12,6 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from lrexp import eval as eval_
@@ -85,10 +87,25 @@ def site(tmp_path_factory: pytest.TempPathFactory, trained_toy: Path) -> Path:
     renamed = {new: table()[old] for new, old in zip("pqry", "abcy", strict=True)}
     write_csv(root / "renamed.csv", renamed)
     write_csv(root / "other_rows.csv", table(seed=5))
+    streamed = pa.table(table())
+    pq.write_table(streamed, root / "base.parquet", row_group_size=40)
+    (root / "no_parquet").mkdir()
+    write_csv(root / "no_parquet" / "base.csv", table())
+    (root / "mixed").mkdir()
+    pq.write_table(streamed, root / "mixed" / "a.parquet")
+    pq.write_table(streamed.set_column(0, "a", pa.array(["x"] * 120)), root / "mixed" / "b.parquet")
+    three_labels = table(40, seed=4)
+    three_labels["y"] = np.arange(40) % 3
+    pq.write_table(pa.table(three_labels), root / "three_labels.parquet")
+    corrupt = bytearray((root / "base.parquet").read_bytes())
+    corrupt[100:1000] = bytes(900)
+    (root / "corrupt.parquet").write_bytes(bytes(corrupt))
     return root
 
 
 TABLE = ("data=table", "data.path={site}/base.csv", "data.target=y", *QUICK)
+STREAM = (*TABLE, "data.stream=true", "data.path={site}/base.parquet")
+STEPS = "callbacks.model_checkpoint.every_n_train_steps"
 CKPT = "ckpt_path={site}/run/checkpoints/last.ckpt"
 TOY_CKPT = "ckpt_path={site}/toy/checkpoints/last.ckpt"
 
@@ -130,6 +147,13 @@ CASES = [
     ("config", "train", [*TABLE, "data.features=[a,b,a]"], "data.features lists ['a']"),
     ("config", "train", [*TABLE, "data.delimiter=';;'"], "give one character"),
     ("config", "predict", [TOY_CKPT, "inputs=[]"], "inputs=[] is empty"),
+    ("config", "train", [*TABLE, f"{STEPS}=0"], f"{STEPS}=0: give a number"),
+    ("config", "train", [*TABLE, "data.val_path={site}/base.parquet"], "needs data.stream=true"),
+    ("stream", "train", [*STREAM, "data.path={site}/no_parquet"], "holds no .parquet files"),
+    ("stream", "train", [*STREAM, "data.path={site}/mixed"], "/mixed/b.parquet: column 'a'"),
+    ("stream", "train", [*STREAM, "data.path={site}/base.csv"], "reads Parquet (a file"),
+    ("stream", "train", [*STREAM, "data.test_path={site}/three_labels.parquet"], "lacks: ['2']"),
+    ("stream", "train", [*STREAM, "data.path={site}/corrupt.parquet"], "(row group 0) cannot"),
 ]
 
 
