@@ -14,6 +14,8 @@ row group by row group (lrexp.data.row_groups) and never held whole.
   small fractions, for a very large table.
 - Training: each rank reads its share of the row groups through a shuffle buffer of
   data.shuffle_rows rows (stream_batches); the loader is resumable inside an epoch.
+- NumPy: data.path=features.npy is memory-mapped and read in blocks of rows
+  (lrexp.data.npy_rows), with the same statistics, splits, shards and order.
 - Full-batch L-BFGS reads this rank's row groups once per evaluation (`train_passes`, summed
   over the ranks by lrexp.stream_objective).
 """
@@ -34,6 +36,7 @@ from torch.utils.data import DataLoader
 
 from lrexp.data.batches import ResumableLoader
 from lrexp.data.labels import log_balance
+from lrexp.data.npy_rows import NpyRows, is_npy
 from lrexp.data.row_groups import RowGroups
 from lrexp.data.stream_batches import StreamBatches, StreamRows
 from lrexp.data.table import TableDataModule
@@ -126,7 +129,7 @@ class StreamedTableDataModule(TableDataModule):
         )
         if not (isinstance(shuffle_rows, int) and shuffle_rows > 0):
             raise LrexpError(f"data.shuffle_rows={shuffle_rows!r}: give a number of rows > 0")
-        self.sources: dict[str, RowGroups] = {}
+        self.sources: dict[str, RowGroups | NpyRows] = {}
         self.group_rows = np.zeros(0, dtype=np.int64)  # training rows of each row group
         self.feature_columns: list[str] = []
 
@@ -141,7 +144,10 @@ class StreamedTableDataModule(TableDataModule):
         hp = self.hparams
         for key in ("path", "test_path", "val_path"):
             if hp[key] is not None and key not in self.sources:
-                self.sources[key] = RowGroups(hp[key], f"data.{key}")
+                path, name = hp[key], f"data.{key}"
+                self.sources[key] = (
+                    NpyRows(path, name, hp.target) if is_npy(path) else RowGroups(path, name)
+                )
         train = self.sources["path"]
         self.feature_columns = self._check_columns(train.names, hp.path)
         for source in self.sources.values():
@@ -213,7 +219,7 @@ class StreamedTableDataModule(TableDataModule):
         for group in range(rank, len(self.group_rows), world_size):
             yield self.training_rows(group, device)
 
-    def _table(self, source: RowGroups, group: int) -> TableColumns:
+    def _table(self, source: RowGroups | NpyRows, group: int) -> TableColumns:
         hp = self.hparams
         columns = [*self.feature_columns, hp.target]
         arrow = source.read(group, columns)
@@ -222,7 +228,7 @@ class StreamedTableDataModule(TableDataModule):
         check_finite(table, self.feature_columns, f"{source.key}={source.file(group)}")
         return table
 
-    def _splits_of(self, source: RowGroups, group: int) -> np.ndarray:
+    def _splits_of(self, source: RowGroups | NpyRows, group: int) -> np.ndarray:
         """Each row's split in data.path's row group `group` (held_out)."""
         hp = self.hparams
         positions = source.starts[group] + np.arange(source.rows[group])
