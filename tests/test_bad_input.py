@@ -16,14 +16,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from lrexp import baseline, predict, train
 from lrexp import eval as eval_
-from lrexp import predict, train
 from tests.conftest import run_entry
 
 ENTRY_POINTS: dict[str, Callable[[], None]] = {
     "train": train.main,
     "eval": eval_.main,
     "predict": predict.main,
+    "baseline": baseline.main,
 }
 QUICK = ("trainer.max_epochs=2", "trainer.enable_progress_bar=false", "logger=none")
 
@@ -154,6 +155,7 @@ CASES = [
     ("stream", "train", [*STREAM, "data.path={site}/base.csv"], "reads Parquet (a file"),
     ("stream", "train", [*STREAM, "data.test_path={site}/three_labels.parquet"], "lacks: ['2']"),
     ("stream", "train", [*STREAM, "data.path={site}/corrupt.parquet"], "(row group 0) cannot"),
+    ("stream", "baseline", [*STREAM], "use data.stream=false"),
 ]
 
 
