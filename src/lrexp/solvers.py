@@ -664,8 +664,9 @@ def after_validation(model: LogisticRegression, values: dict[str, float]) -> Non
 def train_scores_due(model: LogisticRegression) -> bool:
     """Whether this epoch computes train/acc, auroc, f1 and ece: on the epochs that validate
     (so train and val curves share their points) and the last; train/loss every epoch. Never
-    for L-BFGS on a streamed split: the scores would take a pass of their own."""
-    if isinstance(model.solver, LBFGS) and training_stream(model) is not None:
+    on a streamed split: the scores would hold every training row's probability (L-BFGS: take
+    a pass of their own), which a stream must not."""
+    if training_stream(model) is not None:
         return False
     trainer = model.trainer
     every = trainer.check_val_every_n_epoch or 1
