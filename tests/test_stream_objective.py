@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from lrexp.objective import Objective
-from lrexp.stream_objective import StreamedSums
+from lrexp.stream_objective import PassCache, StreamedSums
 from lrexp.train import main
 from tests.conftest import run_entry
 from tests.test_train_scale import REPO, TIMEOUT_S, rendezvous_ports
@@ -107,3 +107,20 @@ def test_streamed_lbfgs_reaches_the_in_memory_optimum(runs: dict[str, Path], run
     memory, other = last_weights(runs["memory"]), last_weights(runs[run])
     for name, tensor in memory.items():
         torch.testing.assert_close(other[name], tensor, rtol=0, atol=1e-4)
+
+
+def test_later_passes_read_the_cache_not_the_source() -> None:
+    generator = torch.Generator().manual_seed(1)
+    chunks = [(torch.randn(n, 3, generator=generator), torch.arange(n)) for n in (5, 7, 2)]
+    calls = []
+
+    def source():
+        calls.append(1)
+        return iter(chunks)
+
+    cache = PassCache(source)
+    first, again, third = list(cache()), list(cache()), list(cache())
+    assert len(calls) == 1
+    for pass_ in (first, again, third):
+        for (x, y), (x0, y0) in zip(pass_, chunks, strict=True):
+            assert torch.equal(x, x0) and torch.equal(y, y0) and y.dtype == y0.dtype

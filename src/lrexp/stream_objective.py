@@ -6,12 +6,20 @@ gradient (float32 products where the tolerance allows, as in memory, float64 sum
 the row groups in float64, then over the ranks with one all-reduce. Every rank thus holds the
 same value and gradient, and its L-BFGS takes the same steps. As in memory (solvers'
 CentredFloat64) the columns are centred by the training mean, which a first pass measures.
+
+That first pass also writes the preprocessed rows it reads to a cache file of this process
+(PassCache, as Vowpal Wabbit caches its input), which every later pass reads back row group by
+row group: no Parquet decoding or preprocessing per evaluation, and still one row group in
+memory at a time. The file is unnamed (deleted whatever way the process ends) and takes the
+rank's share of the training split as float32, on the system's temporary directory.
 """
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable, Iterator
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -28,14 +36,50 @@ def all_reduce(values: Tensor) -> Tensor:
     return values
 
 
+class PassCache:
+    """`passes` read once, then from a cache file (module docstring)."""
+
+    def __init__(self, passes: Passes) -> None:
+        self.source = passes
+        # Open as long as the cache lives (the fit): closed, and gone, when it is collected.
+        self.file = tempfile.TemporaryFile()  # noqa: SIM115
+        self.pieces: list[tuple[tuple[int, ...], torch.dtype, torch.dtype, torch.device]] = []
+        self.written = False
+
+    def __call__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        if self.written:
+            yield from self._read()
+            return
+        self.file.seek(0)
+        self.file.truncate()
+        self.pieces = []
+        for x, y in self.source():
+            self.file.write(x.cpu().numpy().tobytes())
+            self.file.write(y.cpu().numpy().tobytes())
+            self.pieces.append((tuple(x.shape), x.dtype, y.dtype, x.device))
+            yield x, y
+        self.written = True
+
+    def _read(self) -> Iterator[tuple[Tensor, Tensor]]:
+        self.file.seek(0)
+        for shape, x_dtype, y_dtype, device in self.pieces:
+            x = np.fromfile(self.file, _numpy(x_dtype), int(np.prod(shape))).reshape(shape)
+            y = np.fromfile(self.file, _numpy(y_dtype), shape[0])
+            yield torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
+
+
+def _numpy(dtype: torch.dtype) -> np.dtype:
+    return torch.empty(0, dtype=dtype).numpy().dtype
+
+
 class StreamedSums:
     """The objective and gradient of the whole (streamed) training split, in (w, c) with
     c = b + w·μ as CentredFloat64 moves them."""
 
     def __init__(self, passes: Passes, products: torch.dtype, device: torch.device) -> None:
-        self.passes, self.products = passes, products
+        self.passes, self.products = PassCache(passes), products
         total: Tensor | None = None
-        for x, _ in passes():
+        for x, _ in self.passes():
             sums = torch.cat([x.double().sum(0), x.new_tensor([len(x)], dtype=torch.float64)])
             total = sums if total is None else total + sums
         if total is None:

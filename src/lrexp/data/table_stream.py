@@ -35,7 +35,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from lrexp.data.batches import ResumableLoader
-from lrexp.data.labels import log_balance
+from lrexp.data.labels import log_balance, log_counts
 from lrexp.data.npy_rows import NpyRows, is_npy
 from lrexp.data.row_groups import RowGroups
 from lrexp.data.stream_batches import StreamBatches, StreamRows
@@ -288,8 +288,7 @@ class StreamedTableDataModule(TableDataModule):
             for value, n in found.items():
                 if value in label_of:
                     self.class_counts[label_of[value]] += n
-        labels = torch.arange(self.num_classes).repeat_interleave(torch.tensor(self.class_counts))
-        log_balance("train", labels, self.label_names)
+        log_counts("train", self.class_counts, self.label_names)
 
     def _held_out(self, key: str, split: int) -> tuple[Tensor, Tensor]:
         """The held-out rows of one split: all usable rows of data.<key>, else data.path's rows
