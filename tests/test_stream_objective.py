@@ -3,6 +3,7 @@ stream (one process, or two under ddp_cpu) is the in-memory fit on the same rows
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -79,27 +80,48 @@ def last_weights(run_dir: Path) -> dict[str, torch.Tensor]:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The in-memory fit, the streamed one, and the streamed one under ddp_cpu (a subprocess,
-    started first), all on the same 1800 training rows."""
+    started first), all on the same 1800 training rows; and streamed SGD under ddp_cpu."""
     root = tmp_path_factory.mktemp("stream_lbfgs")
     files = write_table(root)
     ddp = root / "ddp"
-    env = os.environ | {"MASTER_PORT": str(rendezvous_ports(1)[0])}
-    command = [sys.executable, "-m", "lrexp.train", f"hydra.run.dir={ddp}", "trainer=ddp_cpu"]
-    process = subprocess.Popen(
-        [*command, *streamed(files)],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    # Minibatch SGD on the stream under DDP too: every rank must take the same steps, or it hangs.
+    sgd = [*streamed(files), "model.optimizer=sgd", "model.lr=0.1", "trainer.max_epochs=2"]
+    sgd += ["data.batch_size=16", "data.shuffle_rows=200"]
+    started = []
+    for port, (run_dir, overrides) in zip(
+        rendezvous_ports(2), [(ddp, streamed(files)), (root / "ddp_sgd", sgd)], strict=True
+    ):
+        command = [sys.executable, "-m", "lrexp.train", "trainer=ddp_cpu", *overrides]
+        started.append(
+            subprocess.Popen(
+                [*command, f"hydra.run.dir={run_dir}"],
+                cwd=REPO,
+                env=os.environ | {"MASTER_PORT": str(port)},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
     memory = [*LBFGS, f"data.path={files['train.parquet']}", "data.val_fraction=0"]
     memory += [f"data.test_path={files['test.parquet']}"]
     assert run_entry(main, *memory, f"hydra.run.dir={root / 'memory'}") == 0
     assert run_entry(main, *streamed(files), f"hydra.run.dir={root / 'stream'}") == 0
-    output, _ = process.communicate(timeout=TIMEOUT_S)
-    assert process.returncode == 0, output[-3000:]
-    return {"memory": root / "memory", "stream": root / "stream", "ddp": ddp}
+    for process in started:
+        output, _ = process.communicate(timeout=TIMEOUT_S)
+        assert process.returncode == 0, output[-3000:]
+    return {
+        "memory": root / "memory",
+        "stream": root / "stream",
+        "ddp": ddp,
+        "ddp_sgd": root / "ddp_sgd",
+    }
+
+
+def test_streamed_sgd_under_ddp_steps_together_to_a_good_fit(runs: dict[str, Path]) -> None:
+    metrics = json.loads((runs["ddp_sgd"] / "metrics.json").read_text())
+    memory = json.loads((runs["memory"] / "metrics.json").read_text())
+    assert metrics["test/acc"] > memory["test/acc"] - 0.03
+    assert "train/acc" not in metrics  # a stream's training scores are left out
 
 
 @pytest.mark.parametrize("run", ["stream", "ddp"])

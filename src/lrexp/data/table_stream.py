@@ -186,6 +186,12 @@ class StreamedTableDataModule(TableDataModule):
             trainer.world_size,
             trainer.strategy.root_device,
         )
+        if sampler.rows_per_rank == 0:
+            raise LrexpError(
+                f"data.path={self.hparams.path}: {len(self.group_rows)} row groups (with "
+                f"training rows) for {trainer.world_size} processes leave a process none; write "
+                "smaller row groups, e.g. pyarrow.parquet.write_table(t, path, row_group_size=N)"
+            )
         device = trainer.strategy.root_device
         dataset = StreamRows(lambda group: self.training_rows(group, device), sampler.share)
         return ResumableLoader(dataset, batch_size=None, sampler=sampler)
