@@ -87,6 +87,9 @@ def fit_path(
     rows, weights = [], {}
     minimise = key.endswith("loss") or key.endswith("objective")
     best, best_score, best_state = None, math.inf, None
+    keeps = isinstance(model.solver, solvers.LBFGS)  # one centred copy for every point
+    if keeps:
+        model.solver.keep_problem = True
     for index, C in enumerate(values):
         model.set_C(C)
         point = bare_trainer(trainer)
@@ -111,6 +114,8 @@ def fit_path(
         if score < best_score:
             best, best_score = C, score
             best_state = {k: v.clone() for k, v in model.linear.state_dict().items()}
+    if keeps:
+        model.solver.keep_problem, model.solver.problem = False, None
     model.linear.load_state_dict(best_state)
     model.set_C(best)
     log.info(f"model.C=path: best C={best:.4g} ({key}); the run fits it once more from there")

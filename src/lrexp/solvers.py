@@ -417,10 +417,19 @@ class CentredFloat64:
         products: torch.dtype = torch.float64,
         sample_weight: Tensor | None = None,
     ) -> None:
+        self.source = (x, y, sample_weight)
         self.mean = x.double().mean(0)
         self.x = (x.double() - self.mean).to(products)
         self.y = y
         self.sample_weight = None if sample_weight is None else sample_weight.double()
+
+    def holds(self, x: Tensor, y: Tensor, sample_weight: Tensor | None) -> bool:
+        """Whether this is the problem of (x, y, sample_weight): the same values, as a later
+        fit's loader serves them anew (lrexp.path)."""
+        return all(
+            a is b or (a is not None and b is not None and a.shape == b.shape and torch.equal(a, b))
+            for a, b in zip(self.source, (x, y, sample_weight), strict=True)
+        )
 
     @staticmethod
     def parameters(model: LogisticRegression) -> list[Tensor]:
@@ -452,6 +461,9 @@ class LBFGS(Solver):
     def __init__(self, hparams: Any) -> None:
         super().__init__(hparams)
         self.problem: CentredFloat64 | None = None  # during a fit
+        # Keep the problem after a fit, for the next fit on the same rows (lrexp.path: one fit
+        # per C); it holds a float32 and a centred copy of the training split until released.
+        self.keep_problem = False
         self.products = torch.float32 if hparams.tol >= FLOAT32_PRODUCTS_MIN_TOL else torch.float64
 
     @classmethod
@@ -476,7 +488,8 @@ class LBFGS(Solver):
         return {"optimizer": optimizer}
 
     def on_train_end(self, model: LogisticRegression) -> None:
-        self.problem = None  # the float64 copy of the training split
+        if not self.keep_problem:
+            self.problem = None  # the centred copy of the training split
 
     def skips_rest_of_epoch(self, batch_idx: int) -> bool:
         """L-BFGS takes the epoch's step on its first group."""
@@ -486,7 +499,7 @@ class LBFGS(Solver):
         """`max_iter` L-BFGS iterations on the whole training split (the rows the group's
         loader holds), once per epoch: the epoch's other groups are skipped."""
         x, y, sample_weight = group.source.x, group.source.y, group.source.weight
-        if self.problem is None:  # the fit's first step
+        if self.problem is None or not self.problem.holds(x, y, sample_weight):
             self.problem = CentredFloat64(x, y, self.products, sample_weight)
         problem, objective = self.problem, model.objective
         optimizer = model.optimizers()
@@ -595,7 +608,9 @@ def objective_report(
     objective = model.objective
     weight = model.linear.weight
     if isinstance(model.solver, LBFGS):
-        problem = model.solver.problem or CentredFloat64(x, y, model.solver.products, sample_weight)
+        problem = model.solver.problem
+        if problem is None or not problem.holds(x, y, sample_weight):
+            problem = CentredFloat64(x, y, model.solver.products, sample_weight)
         params = CentredFloat64.parameters(model)
         problem.load(model, *params)
         value, grad_w, grad_b = objective.value_and_gradient(
