@@ -101,6 +101,11 @@ def site(tmp_path_factory: pytest.TempPathFactory, trained_toy: Path) -> Path:
     corrupt = bytearray((root / "base.parquet").read_bytes())
     corrupt[100:1000] = bytes(900)
     (root / "corrupt.parquet").write_bytes(bytes(corrupt))
+    weighted = table() | {"w": np.ones(120)}
+    write_csv(root / "weight_negative.csv", with_cell(weighted, "w", [4], "-1"))
+    write_csv(root / "weight_blank.csv", with_cell(weighted, "w", [4, 9], ""))
+    write_csv(root / "weight_text.csv", with_cell(weighted, "w", [4], "heavy"))
+    write_csv(root / "weight_zero.csv", weighted | {"w": np.zeros(120)})
     return root
 
 
@@ -156,6 +161,24 @@ CASES = [
     ("stream", "train", [*STREAM, "data.test_path={site}/three_labels.parquet"], "lacks: ['2']"),
     ("stream", "train", [*STREAM, "data.path={site}/corrupt.parquet"], "(row group 0) cannot"),
     ("stream", "baseline", [*STREAM], "use data.stream=false"),
+    ("stream", "train", [*STREAM, "data.weight=c"], "data.weight with data.stream=true"),
+    (
+        "weights",
+        "train",
+        [*TABLE, "data.path={site}/weight_negative.csv", "data.weight=w"],
+        "1 neg",
+    ),
+    (
+        "weights",
+        "train",
+        [*TABLE, "data.path={site}/weight_blank.csv", "data.weight=w"],
+        "2 missing",
+    ),
+    ("weights", "train", [*TABLE, "data.path={site}/weight_text.csv", "data.weight=w"], "numbers"),
+    ("weights", "train", [*TABLE, "data.path={site}/weight_zero.csv", "data.weight=w"], "is 0 on"),
+    ("weights", "train", [*TABLE, "data.weight=y"], "data.weight='y' is the target"),
+    ("weights", "train", [*TABLE, "data.weight=nope"], "data.weight='nope' is not a column"),
+    ("weights", "train", [*TABLE, "data.weight=a", "data.features=[a,b]"], "not both"),
 ]
 
 

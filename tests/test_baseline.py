@@ -41,13 +41,9 @@ def test_the_baseline_sees_exactly_the_datamodules_splits(mnist_root: Path) -> N
     datamodule = MNISTDataModule(str(mnist_root), positive=[3], negative=[8], normalize=True)
     datamodule.setup("fit")
     datamodule.setup("test")
-    loaders = {
-        "train": datamodule.train_dataloader(),
-        "val": datamodule.val_dataloader(),
-        "test": datamodule.test_dataloader(),
-    }
-    for split, loader in loaders.items():
-        x, y = split_arrays(loader)
+    for split in ("train", "val", "test"):
+        x, y, weight = split_arrays(datamodule, split)
+        assert weight is None
         images, labels = datamodule.splits[split]
         served = torch.cat([torch.from_numpy(x), torch.from_numpy(y)[:, None]], 1)
         expected = torch.cat([datamodule.preprocess(images), labels[:, None]], 1)

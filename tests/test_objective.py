@@ -43,6 +43,34 @@ OPTIONS = [
 ]
 
 
+@pytest.mark.parametrize(
+    ("k", "reduction", "weights"), itertools.product([2, 4], ["mean", "sum"], [None, "list"])
+)
+def test_a_row_of_sample_weight_3_is_three_rows(k, reduction, weights) -> None:
+    """Frequency weights: the objective, its gradient (both paths) and the minibatch loss on
+    weighted rows equal those on the rows repeated, the penalty's n counted by weight too."""
+    x, y = data(k)
+    counts = torch.randint(0, 4, (N,), generator=torch.Generator().manual_seed(7))
+    sample_weight = counts.double()
+    spec = [1.0 + i for i in range(k)] if weights == "list" else None
+    total = int(counts.sum())
+    weighted = Objective.of(k, total, 0.5, 0.0, reduction, class_weights(spec, None, k))
+    repeated_x, repeated_y = x.repeat_interleave(counts, 0), y.repeat_interleave(counts)
+    out = 1 if k == 2 else k
+    generator = torch.Generator().manual_seed(1)
+    weight = torch.randn(out, D, generator=generator, dtype=torch.float64)
+    bias = torch.randn(out, generator=generator, dtype=torch.float64)
+    got = weighted.value_and_gradient(x, y, weight, bias, sample_weight)
+    want = weighted.value_and_gradient(repeated_x, repeated_y, weight, bias)
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    buffers = [torch.empty_like(weight), torch.empty_like(bias)]
+    loss, _ = weighted.gradient_(x, y, weight, bias, *buffers, sample_weight=sample_weight)
+    torch.testing.assert_close(loss.double(), want[0] - weighted.penalty(weight, total, l1=False))
+    torch.testing.assert_close(buffers[0], want[1])
+    torch.testing.assert_close(buffers[1], want[2])
+
+
 @pytest.mark.parametrize(("k", "C", "l1_ratio", "weights", "reduction"), OPTIONS)
 def test_closed_form_gradient_is_autograds(k, C, l1_ratio, weights, reduction) -> None:
     x, y = data(k)
@@ -135,3 +163,16 @@ def test_an_epoch_of_solver_steps_is_the_autograd_loops(
     ours = torch.cat([model.linear.weight.detach().flatten(), model.linear.bias.detach()])
     reference = autograd_epoch(k, C, class_weight, reduction, momentum)
     torch.testing.assert_close(ours, reference, rtol=0, atol=1e-6)
+
+
+def test_a_minibatch_of_zero_weights_takes_the_penalty_step_alone() -> None:
+    x, y = data(2)
+    objective = Objective.of(2, N, 1.0)
+    weight = torch.ones(1, D, dtype=torch.float64)
+    bias = torch.zeros(1, dtype=torch.float64)
+    buffers = [torch.empty_like(weight), torch.empty_like(bias)]
+    zeros = torch.zeros(N, dtype=torch.float64)
+    loss, _ = objective.gradient_(x, y, weight, bias, *buffers, sample_weight=zeros)
+    assert loss.item() == 0.0
+    torch.testing.assert_close(buffers[0], objective.l2 * weight)
+    assert buffers[1].item() == 0.0

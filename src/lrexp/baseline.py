@@ -15,13 +15,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import numpy as np
-import torch
 from omegaconf import DictConfig, OmegaConf
-from torch.utils.data import DataLoader
 
 from lrexp.cli import entry_point, run_as_command
 from lrexp.config import check_config
+from lrexp.data.batches import preprocessed_split
 from lrexp.errors import LrexpError
 from lrexp.experiment import build_experiment, check_trainer, finish, fit, fitted, score_best
 from lrexp.rundir import show, start_run
@@ -61,18 +61,20 @@ def _sklearn_model(arguments: dict[str, Any]) -> Any:
         raise LrexpError(f"sklearn: {err}") from None
 
 
-def balanced_accuracy(labels: np.ndarray, predicted: np.ndarray) -> float:
+def balanced_accuracy(
+    labels: np.ndarray, predicted: np.ndarray, sample_weight: np.ndarray | None = None
+) -> float:
     """The mean of the per-class recalls (scikit-learn's balanced_accuracy_score)."""
     from sklearn.metrics import balanced_accuracy_score
 
-    return float(balanced_accuracy_score(labels, predicted))
+    return float(balanced_accuracy_score(labels, predicted, sample_weight=sample_weight))
 
 
-def split_arrays(loader: DataLoader) -> tuple[np.ndarray, np.ndarray]:
-    """Every (features, label) a loader serves, as arrays (it yields groups of minibatches)."""
-    pairs = [pair for group in loader for pair in group]
-    x, y = (torch.cat(part).cpu().numpy() for part in zip(*pairs, strict=True))
-    return x, y
+def split_arrays(
+    datamodule: L.LightningDataModule, split: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """A split's model features, labels and sample weights (None without), as arrays."""
+    return tuple(None if t is None else t.numpy() for t in preprocessed_split(datamodule, split))
 
 
 def baseline(cfg: DictConfig) -> dict[str, float]:
@@ -92,22 +94,21 @@ def baseline(cfg: DictConfig) -> dict[str, float]:
         )
     check_trainer(trainer)
     datamodule.setup("test")
-    splits = {
-        "train": split_arrays(datamodule.train_dataloader()),
-        "val": split_arrays(datamodule.val_dataloader()),
-        "test": split_arrays(datamodule.test_dataloader()),
-    }
+    splits = {split: split_arrays(datamodule, split) for split in ("train", "val", "test")}
     metrics: dict[str, float] = {}
     start = time.perf_counter()
+    x, y, weight = splits["train"]
     try:
-        sklearn_model.fit(*splits["train"])
+        sklearn_model.fit(x, y, sample_weight=weight)
     except ValueError as err:  # scikit-learn checks its parameters (sklearn.*) in fit
         raise LrexpError(f"sklearn: {err}") from None
     metrics["sklearn/fit_s"] = time.perf_counter() - start
     for split in ("val", "test"):
-        metrics[f"sklearn/{split}/acc"] = float(sklearn_model.score(*splits[split]))
-    x_test, y_test = splits["test"]
-    metrics["sklearn/test/balanced_acc"] = balanced_accuracy(y_test, sklearn_model.predict(x_test))
+        x, y, weight = splits[split]
+        if len(y):  # data.val_fraction=0 leaves no validation rows: nothing to score
+            metrics[f"sklearn/{split}/acc"] = float(sklearn_model.score(x, y, sample_weight=weight))
+    x, y, weight = splits["test"]
+    metrics["sklearn/test/balanced_acc"] = balanced_accuracy(y, sklearn_model.predict(x), weight)
     start_run(run_dir, cfg, continuing=False)  # after every check, before the first file
 
     start = time.perf_counter()
@@ -115,9 +116,8 @@ def baseline(cfg: DictConfig) -> dict[str, float]:
     metrics["lrexp/fit_s"] = time.perf_counter() - start
     scores, best = score_best(trainer, model, datamodule)
     metrics |= {f"lrexp/{k}": v for k, v in scores.items() if "/acc/" not in k}
-    _, test_labels = datamodule.splits["test"]
-    predicted = fitted(model, datamodule).test_predicted
-    metrics["lrexp/test/balanced_acc"] = balanced_accuracy(test_labels.numpy(), predicted.numpy())
+    predicted = fitted(model, datamodule).test_predicted.numpy()
+    metrics["lrexp/test/balanced_acc"] = balanced_accuracy(y, predicted, weight)
 
     _print_side_by_side(metrics)
     lines = {"best checkpoint:": best or "-"}
@@ -132,7 +132,9 @@ def _print_side_by_side(metrics: dict[str, float]) -> None:
     for column in ("", "lrexp", "scikit-learn"):
         table.add_column(column, justify="right" if column else "left")
     for key in ("val/acc", "test/acc", "test/balanced_acc", "fit_s"):
-        table.add_row(key, f"{metrics[f'lrexp/{key}']:.4f}", f"{metrics[f'sklearn/{key}']:.4f}")
+        pair = [metrics.get(f"{fit}/{key}") for fit in ("lrexp", "sklearn")]
+        if None not in pair:  # a metric the split cannot measure is left out (lrexp.metrics)
+            table.add_row(key, *(f"{value:.4f}" for value in pair))
     show([table])
 
 

@@ -45,7 +45,11 @@ def table_fit(fitted: Fitted, datamodule: L.LightningDataModule) -> Fit | None:
         return None
     raw, labels = datamodule.splits["train"]
     x = datamodule.preprocess(raw)
-    rows = None if fitted.class_weights is None else fitted.class_weights[labels]
+    # Each row's weight in the likelihood: its class weight times its sample weight.
+    rows = datamodule.sample_weights("train")
+    if fitted.class_weights is not None:
+        by_class = fitted.class_weights[labels]
+        rows = by_class if rows is None else by_class * rows
     fit = fit_inference(
         x, labels, fitted.weight, fitted.bias, fitted.l2, rows, datamodule.feature_names
     )

@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from lrexp import rundir, solvers
 from lrexp.checkpoints import CHECKPOINT_DIR
 from lrexp.config import build, build_group, check_class_weight, rename_keys
+from lrexp.data.batches import preprocessed_split
 from lrexp.data.extras import Fitted
 from lrexp.errors import LrexpError, RunInterrupted
 from lrexp.lightning_fast import fast_path, relaunches_command_line
@@ -75,8 +76,9 @@ def build_model(
     on the training split at the step's effective minibatch: DDP averages the gradients of
     `world_size` minibatches, so N ranks at batch B step like one process at N·B."""
     check_class_weight(cfg.model.get("class_weight"), datamodule.num_classes)
-    rows = sum(datamodule.class_counts)
     streamed = getattr(datamodule, "streamed", False)
+    # A stream's training rows are counted, not held.
+    rows = int(sum(datamodule.class_counts)) if streamed else len(datamodule.splits["train"][1])
     optimizer, why = solvers.choose_optimizer(
         cfg.model, rows, datamodule.in_features, world_size, streamed
     )
@@ -91,17 +93,16 @@ def build_model(
     if C == "path":  # the path's first value; lrexp.path fits the others
         if world_size > 1:
             raise LrexpError("model.C=path runs in one process: use trainer=cpu or trainer=gpu")
-        labels = datamodule.splits["train"][1]
         length = cfg.model.get("path_length", 20)
-        features = _training_features(datamodule)
-        C = path_values(features, labels, datamodule.num_classes, length)[0]
+        x, labels, weight = preprocessed_split(datamodule, "train")
+        C = path_values(x, labels, datamodule.num_classes, length, weight)[0]
     lr = cfg.model.lr
     if lr == "auto":
         batch_size = (datamodule.hparams.get("batch_size") or rows) * world_size
         lr = solvers.resolve_lr(
             lr,
             optimizer,
-            None if streamed else _training_features(datamodule),  # sgd only measures it
+            None if streamed else preprocessed_split(datamodule, "train")[0],  # sgd measures it
             batch_size,
             datamodule.num_classes,
             cfg.model.get("momentum", 0.0),
@@ -118,12 +119,6 @@ def build_model(
         optimizer=optimizer,
         C=C,
     )
-
-
-def _training_features(datamodule: L.LightningDataModule) -> torch.Tensor:
-    """The preprocessed training rows (what SGD's automatic step size is measured on)."""
-    raw, _ = datamodule.splits["train"]
-    return datamodule.preprocess(raw)
 
 
 def check_trainer(trainer: L.Trainer) -> None:
@@ -232,9 +227,8 @@ def score_best(
             datamodule.train_passes, trainer.global_rank, trainer.world_size, model.device
         )
         return metrics | solvers.streamed_report(model, passes), best
-    raw, labels = datamodule.splits["train"]
-    x = datamodule.preprocess(raw.to(model.device))
-    return metrics | solvers.objective_report(model, x, labels.to(model.device)), best
+    training = preprocessed_split(datamodule, "train", model.device)
+    return metrics | solvers.objective_report(model, *training), best
 
 
 def finish(

@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 NOT_FINITE = "its value is not finite (inf or NaN)"
 
 STAGES = ("train", "val", "test")
+# Rows a weighted minibatch may expand to in the scores (whole-number frequency weights).
+MAX_REPEATED_ROWS = 2**24
 
 
 class LabelCounts(Metric):
@@ -96,14 +98,46 @@ class EpochMetrics(nn.Module):
         # (metric, reason) already logged: one warning each, not one per epoch.
         self.warned: set[tuple[str, str]] = set()
 
-    def update(self, stage: str, probs: Tensor, y: Tensor, losses: Tensor, sizes: Tensor) -> None:
+    def update(
+        self,
+        stage: str,
+        probs: Tensor,
+        y: Tensor,
+        losses: Tensor,
+        sizes: Tensor,
+        sample_weight: Tensor | None = None,
+    ) -> None:
+        """Scores of the rows' probabilities and the losses of their minibatches; with sample
+        weights (frequency weights) each row counts `sample_weight` times in the scores:
+        torchmetrics' classification metrics take no weights, so whole-number weights repeat
+        the row. Other weights count each row once in the scores (logged once); the loss and
+        the fit use them as they are."""
+        if sample_weight is not None:
+            probs, y = self._repeated(stage, probs, y, sample_weight)
         self.scores[f"{stage}/"].update(probs, y)
         self.counts[f"{stage}/"].update(probs, y)
         self.update_loss(stage, losses, sizes)
 
     def update_loss(self, stage: str, losses: Tensor, sizes: Tensor) -> None:
-        """Minibatch mean losses, weighted by their sizes (the last minibatch may be short)."""
+        """Minibatch mean losses, weighted by their sizes (their rows' total sample weight;
+        the last minibatch may be short)."""
         self.losses[f"{stage}/"].update(losses, sizes)
+
+    def _repeated(
+        self, stage: str, probs: Tensor, y: Tensor, sample_weight: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        counts = sample_weight.round()
+        if torch.equal(counts, sample_weight) and counts.sum() <= MAX_REPEATED_ROWS:
+            counts = counts.long()
+            return probs.repeat_interleave(counts, 0), y.repeat_interleave(counts)
+        why = ("data.weight", "not whole numbers (or a minibatch's total above 2^24)")
+        if (stage, why) not in self.warned:
+            self.warned.add((stage, why))
+            log.warning(
+                f"{stage}: the sample weights are {why[1]}: acc, auroc, f1 and ece count each "
+                "row once; the loss and the fit use the weights"
+            )
+        return probs, y
 
     def compute(self, stage: str, scores: bool = True) -> dict[str, float]:
         """The epoch's values (and a reset); `scores=False`: the loss alone."""

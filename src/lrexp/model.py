@@ -35,7 +35,7 @@ class LogisticRegression(L.LightningModule):
         self,
         in_features: int,
         num_classes: int = 2,
-        class_counts: Sequence[int] | None = None,
+        class_counts: Sequence[float] | None = None,
         class_names: Sequence[str] | None = None,
         lr: float = 0.01,
         reduction: str = "mean",
@@ -66,6 +66,7 @@ class LogisticRegression(L.LightningModule):
                 f"model.class_weight=balanced needs rows of every label in the training split "
                 f"({err})"
             ) from None
+        # The penalty's n: the training rows, counted by their sample weights.
         self.train_rows = sum(class_counts) if class_counts else None
         self.objective = Objective.of(num_classes, self.train_rows, C, l1_ratio, reduction, weights)
         self.solver = solvers.make_solver(self.hparams, self.linear.weight)
@@ -90,9 +91,9 @@ class LogisticRegression(L.LightningModule):
         """P(label 1) per row for two labels; the (rows, K) class probabilities for K."""
         return self.objective.probs(self.logits(x))
 
-    def loss(self, logits: Tensor, y: Tensor) -> Tensor:
-        """Class-weighted cross-entropy, averaged over the rows (or summed)."""
-        return self.objective.loss(logits, y)
+    def loss(self, logits: Tensor, y: Tensor, sample_weight: Tensor | None = None) -> Tensor:
+        """Class- (and sample-) weighted cross-entropy, averaged over the rows (or summed)."""
+        return self.objective.loss(logits, y, sample_weight)
 
     def configure_optimizers(self) -> dict:
         return self.solver.configure(self)
@@ -115,11 +116,12 @@ class LogisticRegression(L.LightningModule):
 
     def _evaluate(self, stage: str, batch: Minibatches | tuple[Tensor, Tensor]) -> None:
         group = batch if isinstance(batch, Minibatches) else Minibatches.of(*batch)
-        for x, y in group:
+        for x, y, sample_weight in group:
             logits = self.logits(x)
-            loss = self.loss(logits, y).reshape(1)
+            loss = self.loss(logits, y, sample_weight).reshape(1)
             probs = self.objective.probs(logits)
-            self.metrics.update(stage, probs, y, loss, torch.full_like(loss, len(y)))
+            rows = torch.full_like(loss, self.objective.rows(y, sample_weight))
+            self.metrics.update(stage, probs, y, loss, rows, sample_weight)
 
     def on_train_start(self) -> None:
         self.solver.on_train_start(self)

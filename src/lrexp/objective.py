@@ -1,15 +1,17 @@
 """The objective every solver minimises, and its gradient in closed form (torch only).
 
-    J(w, b) = Σ_i c_{y_i} ℓ(x_i·w + b, y_i) / D  +  s · (l2/2 · ‖w‖² + l1 · ‖w‖₁)
+    J(w, b) = Σ_i v_i c_{y_i} ℓ(x_i·w + b, y_i) / D  +  s · (l2/2 · ‖w‖² + l1 · ‖w‖₁)
 
 ℓ is the binary cross-entropy of sigmoid(z) (two labels, one logit) or the cross-entropy of
-softmax(z) (K classes, K logits); c the class weights (1 without); D the rows (reduction=mean)
-or 1 (reduction=sum); s the penalty's share of the rows, 1 for a mean and the rows for a sum.
-With l2 = (1 - l1_ratio)/(C·n) and l1 = l1_ratio/(C·n) over the n training rows this is
-scikit-learn's LogisticRegression(C, l1_ratio, class_weight) divided by n; the intercept is not
-penalised.
+softmax(z) (K classes, K logits); c the class weights and v the rows' sample weights (1
+without); D the rows (reduction=mean) or 1 (reduction=sum); s the penalty's share of the rows,
+1 for a mean and the rows for a sum. Sample weights are frequency weights: a row of weight 3
+counts as three rows, so "the rows" is their total weight Σ v_i. With l2 = (1 - l1_ratio)/(C·n)
+and l1 = l1_ratio/(C·n) over the n training rows this is scikit-learn's
+LogisticRegression(C, l1_ratio, class_weight).fit(sample_weight=v) divided by n; the intercept
+is not penalised.
 
-The gradient with respect to the logits is the residual r_i = c_{y_i} (p_i - onehot(y_i)) / D,
+The gradient with respect to the logits is the residual r_i = v_i c_{y_i} (p_i - onehot(y_i)) / D,
 so ∇_w J = rᵀ X + s·l2·w and ∇_b J = Σ_i r_i: two matrix products, no autograd. The L1 part
 is not differentiable; SGD and Adam apply it as a proximal step, L-BFGS does not take it.
 """
@@ -82,7 +84,7 @@ class Objective(nn.Module):
     def binary(self) -> bool:
         return self.num_classes == 2
 
-    def share(self, rows: int) -> int:
+    def share(self, rows: float) -> float:
         """The penalty's weight in a step over `rows` rows: 1 for a mean, `rows` for a sum."""
         return rows if self.reduction == "sum" else 1
 
@@ -94,9 +96,23 @@ class Objective(nn.Module):
     def probs(self, logits: Tensor) -> Tensor:
         return torch.sigmoid(logits) if self.binary else logits.softmax(-1)
 
-    def loss(self, logits: Tensor, y: Tensor) -> Tensor:
-        """The class-weighted loss, a mean over the rows (not over their weights) or a sum."""
-        row_weights = None if self.class_weights is None else self.class_weights[y]
+    def row_weights(self, y: Tensor, sample_weight: Tensor | None) -> Tensor | None:
+        """Each row's weight in the loss, c_{y_i} v_i; None where every row's is 1."""
+        if self.class_weights is None:
+            return sample_weight
+        weights = self.class_weights[y]
+        return weights if sample_weight is None else weights * sample_weight
+
+    @staticmethod
+    def rows(y: Tensor, sample_weight: Tensor | None) -> float:
+        """How many rows (y, sample_weight) count as: their total sample weight. A minibatch
+        whose weights are all 0 counts none: its loss and residuals are 0, and the means divide
+        by 1 instead (its step is the penalty's alone)."""
+        return len(y) if sample_weight is None else sample_weight.double().sum().item()
+
+    def loss(self, logits: Tensor, y: Tensor, sample_weight: Tensor | None = None) -> Tensor:
+        """The weighted loss, a mean over the rows (not over their class weights) or a sum."""
+        row_weights = self.row_weights(y, sample_weight)
         if self.binary:
             losses = F.binary_cross_entropy_with_logits(
                 logits, y.to(logits.dtype), reduction="none"
@@ -105,9 +121,13 @@ class Objective(nn.Module):
             losses = F.cross_entropy(logits, y, reduction="none")
         if row_weights is not None:
             losses = losses * row_weights.to(losses.dtype)
-        return losses.sum() if self.reduction == "sum" else losses.mean()
+        if self.reduction == "sum":
+            return losses.sum()
+        if sample_weight is None:
+            return losses.mean()
+        return losses.sum() / (self.rows(y, sample_weight) or 1.0)
 
-    def penalty(self, weight: Tensor, rows: int, l1: bool = True) -> Tensor:
+    def penalty(self, weight: Tensor, rows: float, l1: bool = True) -> Tensor:
         """s · (l2/2 ‖w‖² + l1 ‖w‖₁) for a step over `rows` rows, in float64."""
         value = weight.new_zeros((), dtype=torch.float64)
         if self.l2:
@@ -116,10 +136,12 @@ class Objective(nn.Module):
             value = value + self.l1 * weight.double().abs().sum()
         return self.share(rows) * value
 
-    def loss_and_probs_(self, logits: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    def loss_and_probs_(
+        self, logits: Tensor, y: Tensor, sample_weight: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
         """The loss (0-d) and the probabilities from one pass over the logits; for two labels
         the probabilities take the logits' buffer."""
-        row_weights = None if self.class_weights is None else self.class_weights[y]
+        row_weights = self.row_weights(y, sample_weight)
         if self.binary and row_weights is None:  # the common case in one fused kernel
             loss = F.binary_cross_entropy_with_logits(
                 logits, y.to(logits.dtype), reduction=self.reduction
@@ -136,22 +158,29 @@ class Objective(nn.Module):
             probs = log_probs.exp_()
         if row_weights is not None:
             losses = losses * row_weights.to(losses.dtype)
-        loss = losses.sum() if self.reduction == "sum" else losses.mean()
+        if self.reduction == "sum":
+            loss = losses.sum()
+        elif sample_weight is None:
+            loss = losses.mean()
+        else:
+            loss = losses.sum() / (self.rows(y, sample_weight) or 1.0)
         return loss, probs
 
-    def residual_(self, probs: Tensor, y: Tensor) -> tuple[Tensor, float]:
-        """∂J/∂z = c_y (p - onehot(y)) / D as (c_y (p - onehot(y)), 1/D): the first in place of
-        the probabilities, the factor left for the matrix product to apply."""
-        rows = len(y)
+    def residual_(
+        self, probs: Tensor, y: Tensor, sample_weight: Tensor | None = None
+    ) -> tuple[Tensor, float]:
+        """∂J/∂z = v c_y (p - onehot(y)) / D as (v c_y (p - onehot(y)), 1/D): the first in place
+        of the probabilities, the factor left for the matrix product to apply."""
         if self.binary:
             r = probs.sub_(y.to(probs.dtype))
         else:
             r = probs
-            r[torch.arange(rows, device=r.device), y] -= 1.0
-        if self.class_weights is not None:
-            row_weights = self.class_weights.to(r.dtype)[y]
+            r[torch.arange(len(y), device=r.device), y] -= 1.0
+        row_weights = self.row_weights(y, sample_weight)
+        if row_weights is not None:
+            row_weights = row_weights.to(r.dtype)
             r.mul_(row_weights if self.binary else row_weights.unsqueeze(-1))
-        return r, 1.0 / rows if self.reduction == "mean" else 1.0
+        return r, 1.0 / (self.rows(y, sample_weight) or 1.0) if self.reduction == "mean" else 1.0
 
     def gradient_(
         self,
@@ -162,24 +191,30 @@ class Objective(nn.Module):
         grad_weight: Tensor,
         grad_bias: Tensor,
         with_probs: bool = False,
+        sample_weight: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         """A minibatch's loss (0-d) and, `with_probs`, the model's probabilities of its rows;
         ∇J written into grad_weight and grad_bias: s·l2·w + rᵀX/D in one fused product."""
         logits = self.logits(x, weight, bias)
-        loss, probs = self.loss_and_probs_(logits, y)
+        loss, probs = self.loss_and_probs_(logits, y, sample_weight)
         kept = probs.clone() if with_probs else None
-        r, scale = self.residual_(probs, y)
+        r, scale = self.residual_(probs, y, sample_weight)
         residual = r.unsqueeze(0) if self.binary else r.t()
-        decay = self.share(len(y)) * self.l2
+        decay = self.share(self.rows(y, sample_weight)) * self.l2
         torch.addmm(weight, residual, x, beta=decay, alpha=scale, out=grad_weight)
-        if scale == 1.0 / len(y):
+        if sample_weight is None and scale == 1.0 / len(y):
             torch.mean(residual, dim=1, out=grad_bias)
         else:
             torch.sum(residual, dim=1, out=grad_bias).mul_(scale)
         return loss, kept
 
     def value_and_gradient(
-        self, x: Tensor, y: Tensor, weight: Tensor, bias: Tensor
+        self,
+        x: Tensor,
+        y: Tensor,
+        weight: Tensor,
+        bias: Tensor,
+        sample_weight: Tensor | None = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
         """J's smooth part (no L1 term) on all of (x, y) and its gradient (weight, bias): what
         full-batch L-BFGS evaluates, and the convergence report. The two matrix products run
@@ -192,17 +227,18 @@ class Objective(nn.Module):
             else (torch.mm(x, weight.to(products).t()).to(weight.dtype).add_(bias))
         )
         logits = logits.squeeze(-1) if self.binary else logits
-        loss, probs = self.loss_and_probs_(logits, y)
-        value = loss.double() + self.penalty(weight, len(y), l1=False)
-        r, scale = self.residual_(probs, y)
+        rows = self.rows(y, sample_weight)
+        loss, probs = self.loss_and_probs_(logits, y, sample_weight)
+        value = loss.double() + self.penalty(weight, rows, l1=False)
+        r, scale = self.residual_(probs, y, sample_weight)
         residual = r.unsqueeze(0) if self.binary else r.t()
         grad_weight = (residual.to(products) @ x).to(weight.dtype).mul_(scale)
         if self.l2:
-            grad_weight.add_(weight, alpha=self.share(len(y)) * self.l2)
+            grad_weight.add_(weight, alpha=self.share(rows) * self.l2)
         return value, grad_weight, residual.sum(1).mul_(scale)
 
     def subgradient_norm(
-        self, weight: Tensor, grad_weight: Tensor, grad_bias: Tensor, rows: int
+        self, weight: Tensor, grad_weight: Tensor, grad_bias: Tensor, rows: float
     ) -> Tensor:
         """The largest entry of J's minimum-norm subgradient over `rows` rows, given its smooth
         part's gradient: 0 at the optimum."""

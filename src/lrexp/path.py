@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from lrexp import solvers
+from lrexp.data.batches import preprocessed_split
 from lrexp.errors import LrexpError
 
 if TYPE_CHECKING:
@@ -35,11 +36,16 @@ PATH_FILE = "path.csv"
 DECADES = 4.0
 
 
-def path_values(x: Tensor, y: Tensor, num_classes: int, length: int) -> list[float]:
-    """`length` values of C from C_min upwards over DECADES decades (module docstring)."""
+def path_values(
+    x: Tensor, y: Tensor, num_classes: int, length: int, sample_weight: Tensor | None = None
+) -> list[float]:
+    """`length` values of C from C_min upwards over DECADES decades (module docstring); with
+    sample weights, each row's label counts its weight's times."""
     labels = torch.nn.functional.one_hot(y, num_classes).to(torch.float64) * 2 - 1
     if num_classes == 2:
         labels = labels[:, 1:]
+    if sample_weight is not None:
+        labels = labels * sample_weight.double()[:, None]
     den = (labels.t() @ x.double()).abs().max().item()
     if den == 0:
         raise LrexpError(
@@ -76,23 +82,31 @@ def fit_path(
     """Fit every value of the path in turn, from the previous optimum; leave the model at the
     best value (lowest `key`: a loss; highest otherwise) and its optimum. Returns the rows of
     path.csv, the weights at each value (for the figure) and the best C."""
-    x, y = _training_rows(datamodule, model)
-    values = path_values(x, y, model.hparams.num_classes, model.hparams.path_length)
+    x, y, sample_weight = preprocessed_split(datamodule, "train", model.device)
+    values = path_values(x, y, model.hparams.num_classes, model.hparams.path_length, sample_weight)
     rows, weights = [], {}
     minimise = key.endswith("loss") or key.endswith("objective")
     best, best_score, best_state = None, math.inf, None
+    keeps = isinstance(model.solver, solvers.LBFGS)  # one centred copy for every point
+    if keeps:
+        model.solver.keep_problem = True
+    loaders: dict[str, Any] = {"datamodule": datamodule}
     for index, C in enumerate(values):
         model.set_C(C)
         point = bare_trainer(trainer)
-        point.fit(model, datamodule=datamodule)
-        point.validate(model, datamodule=datamodule, verbose=False)
+        point.fit(model, **loaders)
+        # The first point's loaders serve every later one: the same preprocessed tensors, so
+        # no point preprocesses the splits again (and L-BFGS keeps its centred copy).
+        loaders = {"train_dataloaders": point.train_dataloader}
+        loaders["val_dataloaders"] = point.val_dataloaders
+        point.validate(model, dataloaders=loaders["val_dataloaders"], verbose=False)
         scores = {k: v.item() for k, v in point.callback_metrics.items() if k.startswith("val/")}
         if key not in scores:
             raise LrexpError(
                 f"optimized_metric={key} is not a validation metric of a path point: use one of "
                 f"{sorted(scores)} (and data.val_fraction > 0)"
             )
-        report = solvers.objective_report(model, x, y)
+        report = solvers.objective_report(model, x, y, sample_weight)
         weight = model.linear.weight.detach().clone().cpu()
         row = {"C": C, **report, **scores, "nonzero_weights": int((weight != 0).sum())}
         rows.append(row)
@@ -105,16 +119,12 @@ def fit_path(
         if score < best_score:
             best, best_score = C, score
             best_state = {k: v.clone() for k, v in model.linear.state_dict().items()}
+    if keeps:
+        model.solver.keep_problem, model.solver.problem = False, None
     model.linear.load_state_dict(best_state)
     model.set_C(best)
     log.info(f"model.C=path: best C={best:.4g} ({key}); the run fits it once more from there")
     return rows, weights, best
-
-
-def _training_rows(datamodule: L.LightningDataModule, model: Any) -> tuple[Tensor, Tensor]:
-    """The preprocessed training split, on the model's device."""
-    raw, y = datamodule.splits["train"]
-    return datamodule.preprocess(raw.to(model.device)), y.to(model.device)
 
 
 def write_path(

@@ -187,42 +187,57 @@ class MinibatchSolver(Solver):
         scheduled = self.hp.scheduler in DECAYS
         scores = train_scores_due(model)
         step = model.trainer.global_step  # SGD steps so far in the run
-        probs, targets, losses = [], [], []
-        for x, y in group.sharing_one_buffer():  # x: valid until the next minibatch is drawn
+        probs, targets, losses, weights = [], [], [], []
+        # x: valid until the next minibatch is drawn
+        for x, y, sample_weight in group.sharing_one_buffer():
             if scheduled:
                 param_group["lr"] = self.scheduled_lr(step)
             if self.plain_steps:
-                loss, p = self.gradient(model, x, y, scores)
+                loss, p = self.gradient(model, x, y, scores, sample_weight)
                 count_step(optimizer, self.update, torch_optimizer)
             else:
                 loss, p = stock_step(
-                    optimizer, lambda x=x, y=y: self.gradient(model, x, y, scores), model
+                    optimizer,
+                    lambda x=x, y=y, w=sample_weight: self.gradient(model, x, y, scores, w),
+                    model,
                 )
-            self.l1_prox(model, torch_optimizer, len(y))
+            self.l1_prox(model, torch_optimizer, model.objective.rows(y, sample_weight))
             step += 1
             losses.append(loss)
+            weights.append(sample_weight)
             if scores:
                 probs.append(p)
                 targets.append(y)
         losses = torch.stack(losses)
         check_finite(model, losses)
-        # Only the epoch's last minibatch can be short; made on the device, these weights cost
-        # no host-to-device copy.
-        sizes = torch.full_like(losses, len(group.indices[0]))
-        sizes[-1] = len(group.indices[-1])
+        if weights[0] is None:
+            # Only the epoch's last minibatch can be short; made on the device, these weights
+            # cost no host-to-device copy.
+            sizes = torch.full_like(losses, len(group.indices[0]))
+            sizes[-1] = len(group.indices[-1])
+        else:
+            sizes = torch.stack([w.sum() for w in weights]).to(losses.dtype)
         if scores:
-            model.metrics.update("train", torch.cat(probs), torch.cat(targets), losses, sizes)
+            row_weights = None if weights[0] is None else torch.cat(weights)
+            model.metrics.update(
+                "train", torch.cat(probs), torch.cat(targets), losses, sizes, row_weights
+            )
         else:
             model.metrics.update_loss("train", losses, sizes)
 
     def gradient(
-        self, model: LogisticRegression, x: Tensor, y: Tensor, with_probs: bool
+        self,
+        model: LogisticRegression,
+        x: Tensor,
+        y: Tensor,
+        with_probs: bool,
+        sample_weight: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         """The minibatch's loss (and probabilities), its gradient in the parameters' .grad;
         averaged over the ranks under DDP, as DDP's backward hooks would."""
         weight, bias = model.linear.weight, model.linear.bias
         loss, probs = model.objective.gradient_(
-            x.to(weight.dtype), y, weight, bias, weight.grad, bias.grad, with_probs
+            x.to(weight.dtype), y, weight, bias, weight.grad, bias.grad, with_probs, sample_weight
         )
         if self.world_size > 1:
             torch.distributed.all_reduce(self.flat.grads)
@@ -240,7 +255,7 @@ class MinibatchSolver(Solver):
         self.flat.sgd_update(optimizer, group["lr"], group["momentum"], group["weight_decay"])
 
     def l1_prox(
-        self, model: LogisticRegression, optimizer: torch.optim.Optimizer, rows: int
+        self, model: LogisticRegression, optimizer: torch.optim.Optimizer, rows: float
     ) -> None:
         """The L1 part of the regulariser as a proximal (soft-threshold) step after each update,
         so that weights become exact zeros.
@@ -397,10 +412,26 @@ class CentredFloat64:
     its end.
     """
 
-    def __init__(self, x: Tensor, y: Tensor, products: torch.dtype = torch.float64) -> None:
+    def __init__(
+        self,
+        x: Tensor,
+        y: Tensor,
+        products: torch.dtype = torch.float64,
+        sample_weight: Tensor | None = None,
+    ) -> None:
+        self.source = (x, y, sample_weight)
         self.mean = x.double().mean(0)
         self.x = (x.double() - self.mean).to(products)
         self.y = y
+        self.sample_weight = None if sample_weight is None else sample_weight.double()
+
+    def holds(self, x: Tensor, y: Tensor, sample_weight: Tensor | None) -> bool:
+        """Whether this is the problem of (x, y, sample_weight): the same values, as a later
+        fit's loader serves them anew (lrexp.path)."""
+        return all(
+            a is b or (a is not None and b is not None and a.shape == b.shape and torch.equal(a, b))
+            for a, b in zip(self.source, (x, y, sample_weight), strict=True)
+        )
 
     @staticmethod
     def parameters(model: LogisticRegression) -> list[Tensor]:
@@ -410,7 +441,7 @@ class CentredFloat64:
     def evaluate(self, objective: Objective, weight: Tensor, centred_bias: Tensor) -> Tensor:
         """J and (into .grad) its gradient at (w, c)."""
         value, weight.grad, centred_bias.grad = objective.value_and_gradient(
-            self.x, self.y, weight, centred_bias
+            self.x, self.y, weight, centred_bias, self.sample_weight
         )
         return value
 
@@ -467,6 +498,9 @@ class LBFGS(Solver):
     def __init__(self, hparams: Any) -> None:
         super().__init__(hparams)
         self.problem: CentredFloat64 | None = None  # during a fit
+        # Keep the problem after a fit, for the next fit on the same rows (lrexp.path: one fit
+        # per C); it holds a float32 and a centred copy of the training split until released.
+        self.keep_problem = False
         self.products = torch.float32 if hparams.tol >= FLOAT32_PRODUCTS_MIN_TOL else torch.float64
 
     @classmethod
@@ -491,7 +525,8 @@ class LBFGS(Solver):
         return {"optimizer": optimizer}
 
     def on_train_end(self, model: LogisticRegression) -> None:
-        self.problem = None  # the float64 copy of the training split
+        if not self.keep_problem:
+            self.problem = None  # the centred copy of the training split
 
     def skips_rest_of_epoch(self, batch_idx: int) -> bool:
         """L-BFGS takes the epoch's step on its first group."""
@@ -501,12 +536,13 @@ class LBFGS(Solver):
         """`max_iter` L-BFGS iterations on the whole training split (the rows the group's
         loader holds, or streams), once per epoch: the epoch's other groups are skipped."""
         stream = training_stream(model)
-        if self.problem is None:  # the fit's first step
-            self.problem = (
-                StreamedFloat64(stream, self.products, model.device)
-                if stream is not None
-                else CentredFloat64(group.source.x, group.source.y, self.products)
-            )
+        if stream is not None:
+            if not isinstance(self.problem, StreamedFloat64):  # the fit's first step
+                self.problem = StreamedFloat64(stream, self.products, model.device)
+        else:
+            x, y, sample_weight = group.source.x, group.source.y, group.source.weight
+            if self.problem is None or not self.problem.holds(x, y, sample_weight):
+                self.problem = CentredFloat64(x, y, self.products, sample_weight)
         problem, objective = self.problem, model.objective
         optimizer = model.optimizers()
         weight, centred_bias = optimizer.optimizer.param_groups[0]["params"]
@@ -519,11 +555,10 @@ class LBFGS(Solver):
             rows, logits = problem.rows, None
             loss = loss.reshape(1)
         else:
-            x, y = group.source.x, group.source.y
             logits = model.logits(x)
-            loss = objective.loss(logits, y).reshape(1)
-            rows = len(y)
-            self.report = objective_report(model, x, y)
+            loss = objective.loss(logits, y, sample_weight).reshape(1)
+            rows = objective.rows(y, sample_weight)
+            self.report = objective_report(model, x, y, sample_weight)
         check_finite(model, loss)
         grad_norm = self.last_grad_norm = self.report["train/grad_norm"]
         if grad_norm <= self.hp.tol:  # as scikit-learn stops: later epochs would not move
@@ -537,7 +572,7 @@ class LBFGS(Solver):
             checkpoint_this_epoch(model.trainer)
         sizes = torch.full_like(loss, rows)
         if logits is not None and train_scores_due(model):
-            model.metrics.update("train", objective.probs(logits), y, loss, sizes)
+            model.metrics.update("train", objective.probs(logits), y, loss, sizes, sample_weight)
         else:
             model.metrics.update_loss("train", loss, sizes)
 
@@ -618,24 +653,31 @@ def resolve_lr(
 
 
 @torch.no_grad()
-def objective_report(model: LogisticRegression, x: Tensor, y: Tensor) -> dict[str, float]:
+def objective_report(
+    model: LogisticRegression, x: Tensor, y: Tensor, sample_weight: Tensor | None = None
+) -> dict[str, float]:
     """The full regularised objective on (x, y) — the whole training split — and the largest
     entry of its (minimum-norm sub)gradient: 0 at the optimum. With lbfgs both are L-BFGS' own
     (CentredFloat64: float64, the gradient in (w, c)), so the gradient is the one it stops on."""
     objective = model.objective
     weight = model.linear.weight
     if isinstance(model.solver, LBFGS):
-        problem = model.solver.problem or CentredFloat64(x, y, model.solver.products)
+        problem = model.solver.problem
+        if problem is None or not problem.holds(x, y, sample_weight):
+            problem = CentredFloat64(x, y, model.solver.products, sample_weight)
         params = CentredFloat64.parameters(model)
         problem.load(model, *params)
-        value, grad_w, grad_b = objective.value_and_gradient(problem.x, problem.y, *params)
+        value, grad_w, grad_b = objective.value_and_gradient(
+            problem.x, problem.y, *params, problem.sample_weight
+        )
     else:
         value, grad_w, grad_b = objective.value_and_gradient(
-            x.to(weight.dtype), y, weight, model.linear.bias
+            x.to(weight.dtype), y, weight, model.linear.bias, sample_weight
         )
+    rows = objective.rows(y, sample_weight)
     if objective.l1:
-        value = value + objective.l1 * objective.share(len(y)) * weight.double().abs().sum()
-    grad_norm = objective.subgradient_norm(weight.to(grad_w.dtype), grad_w, grad_b, len(y))
+        value = value + objective.l1 * objective.share(rows) * weight.double().abs().sum()
+    grad_norm = objective.subgradient_norm(weight.to(grad_w.dtype), grad_w, grad_b, rows)
     values = torch.stack([value.double(), grad_norm.double()]).tolist()
     return {"train/objective": values[0], "train/grad_norm": values[1]}
 
@@ -648,11 +690,14 @@ def streamed_report(model: LogisticRegression, passes: Passes) -> dict[str, floa
     return report
 
 
-def training_rows(model: LogisticRegression) -> tuple[Tensor, Tensor] | None:
-    """The training split's features and labels as the train loader holds them (this device)."""
+def training_rows(
+    model: LogisticRegression,
+) -> tuple[Tensor, Tensor, Tensor | None] | None:
+    """The training split's features, labels and sample weights as the train loader holds them
+    (this device)."""
     dataset = getattr(model.trainer.train_dataloader, "dataset", None)
     x, y = getattr(dataset, "x", None), getattr(dataset, "y", None)
-    return (x, y) if x is not None and y is not None else None
+    return (x, y, dataset.weight) if x is not None and y is not None else None
 
 
 def after_validation(model: LogisticRegression, values: dict[str, float]) -> None:

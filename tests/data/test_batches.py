@@ -87,8 +87,8 @@ def test_tensor_loader_serves_pairs_on_the_tensors_device() -> None:
     x, y = torch.arange(20.0).reshape(10, 2), torch.arange(10.0)
     (group,) = list(tensor_loader(x, y, batch_size=4, minibatches_per_step=8))
     assert isinstance(group, Minibatches) and len(group) == 3
-    assert [len(batch_y) for _, batch_y in group] == [4, 4, 2]
-    for batch_x, batch_y in group:
+    assert [len(batch_y) for _, batch_y, _ in group] == [4, 4, 2]
+    for batch_x, batch_y, _ in group:
         assert torch.equal(batch_x[:, 0], 2 * batch_y)
         assert batch_x.device == x.device
 
@@ -97,9 +97,9 @@ def test_staged_minibatches_are_the_plain_ones_gathered_into_one_reused_buffer()
     x, y = torch.randn(10, 3), torch.arange(10.0)
     loader = tensor_loader(x, y, batch_size=4, minibatches_per_step=8, shuffle=True, seed=3)
     (group,) = list(loader)
-    plain = [(bx.clone(), by) for bx, by in group]
+    plain = [(bx.clone(), by) for bx, by, _ in group]
     assert len(loader.dataset.staging(0)) == 0  # plain iteration allocates no buffer
-    staged = [(bx.clone(), by, bx.data_ptr()) for bx, by in group.sharing_one_buffer()]
+    staged = [(bx.clone(), by, bx.data_ptr()) for bx, by, _ in group.sharing_one_buffer()]
     assert [len(by) for _, by, _ in staged] == [4, 4, 2]
     for (px, py), (sx, sy, _) in zip(plain, staged, strict=True):
         assert torch.equal(px, sx) and torch.equal(py, sy)

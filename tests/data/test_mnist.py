@@ -32,8 +32,8 @@ def test_reads_the_binary_subset_as_torchvision_serves_it(mnist_root: Path) -> N
     assert torch.equal(features[0], tv[first_3][0].flatten())
 
     (group,) = list(dm.train_dataloader())
-    assert [tuple(batch_x.shape) for batch_x, _ in group] == [(36, 784)]
-    ((batch_x, _),) = group
+    assert [tuple(batch_x.shape) for batch_x, _, _ in group] == [(36, 784)]
+    ((batch_x, _, _),) = group
     assert batch_x.min() >= 0 and batch_x.max() <= 1
 
 

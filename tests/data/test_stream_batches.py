@@ -22,7 +22,7 @@ def epoch(sampler: StreamBatches, number: int) -> list[list[float]]:
     """The minibatches of one epoch, as their rows' ids."""
     sampler.set_epoch(number)
     dataset = StreamRows(rows_of, sampler.share)
-    return [x.flatten().tolist() for item in sampler for x, _ in dataset[item]]
+    return [x.flatten().tolist() for item in sampler for x, _, _ in dataset[item]]
 
 
 def sampler(**kwargs) -> StreamBatches:
@@ -85,6 +85,6 @@ def test_a_resumed_pass_gives_the_rest_of_the_interrupted_one() -> None:
     resumed = sampler()
     resumed.load_state_dict(state)
     resumed.set_epoch(2)
-    rest = [x.flatten().tolist() for item in resumed for x, _ in dataset[item]]
+    rest = [x.flatten().tolist() for item in resumed for x, _, _ in dataset[item]]
     assert rest == whole[done:]
     assert epoch(resumed, 2) == whole  # the next pass is a whole one again

@@ -103,8 +103,8 @@ def test_labels_and_features_have_the_contracts_types(tmp_path: Path) -> None:
     assert datamodule.class_counts == torch.bincount(y).tolist()
     group = next(iter(datamodule.train_dataloader()))
     assert len(group) == 3  # batches_per_fetch, the old name of minibatches_per_step
-    xb, yb = next(iter(group))
-    assert xb.shape == (64, datamodule.in_features) and yb.dtype == torch.int64
+    xb, yb, wb = next(iter(group))
+    assert xb.shape == (64, datamodule.in_features) and yb.dtype == torch.int64 and wb is None
 
 
 # --- statistics from the training split -------------------------------------------------------
@@ -629,3 +629,64 @@ def test_numbers_read_across_blocks_segments_row_groups_and_reads_are_the_files_
             np.testing.assert_array_equal(columns.floats[name], expected, strict=True)
         assert columns.arrow["color"].equals(whole["color"])
         assert columns.arrow["target"].equals(whole["target"])
+
+
+# --- sample weights (data.weight) --------------------------------------------------------------
+
+
+def test_sample_weights_are_frequency_weights_and_scikit_learns_sample_weight(
+    tmp_path: Path, run_main
+) -> None:
+    """data.weight=w (whole numbers 0-3) trains, tests and infers as the same rows repeated w
+    times, and fits scikit-learn's pipeline with sample_weight (StandardScaler and
+    LogisticRegression(C=1)): weights to 1e-4, metrics and inference to 1e-5."""
+    import json
+
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    from lrexp import train
+
+    frame = cancer_frame()
+    frame["w"] = np.random.default_rng(0).integers(0, 4, len(frame))
+    test = frame.sample(120, random_state=1)
+    training = frame.drop(test.index)
+
+    def repeated(part: pd.DataFrame) -> pd.DataFrame:
+        return part.loc[part.index.repeat(part["w"])].drop(columns="w")
+
+    files = {
+        "weighted": (write(training, tmp_path / "w.csv"), write(test, tmp_path / "w_test.csv")),
+        "repeated": (
+            write(repeated(training), tmp_path / "r.csv"),
+            write(repeated(test), tmp_path / "r_test.csv"),
+        ),
+    }
+    exact = ["model.optimizer=lbfgs", "model.C=1", "model.tol=1e-7", "logger=none"]
+    runs = {}
+    for kind, (path, test_path) in files.items():
+        run = tmp_path / kind
+        weight = ["data.weight=w"] if kind == "weighted" else []
+        overrides = [f"data.path={path}", f"data.test_path={test_path}", "data.val_fraction=0"]
+        overrides += ["data=table", "data.target=target", *weight, *exact]
+        assert run_main(train.main, *overrides, f"hydra.run.dir={run}") == 0
+        state = torch.load(run / "checkpoints/last.ckpt", weights_only=True)["state_dict"]
+        runs[kind] = (
+            state["linear.weight"].double(),
+            json.loads((run / "metrics.json").read_text()),
+            pd.read_csv(run / "coefficients.csv"),
+        )
+    (weight, metrics, coefficients), (weight_r, metrics_r, coefficients_r) = runs.values()
+    torch.testing.assert_close(weight, weight_r, rtol=0, atol=1e-4)
+    for key in ("test/acc", "test/auroc", "test/loss", "train/objective", "train/aic"):
+        assert metrics[key] == pytest.approx(metrics_r[key], rel=1e-5), key
+    np.testing.assert_allclose(coefficients["std_err"], coefficients_r["std_err"], rtol=1e-5)
+
+    numeric = [c for c in frame if c not in ("target", "color", "w")]
+    x_train = training.drop(columns=["target", "w"])
+    scaler = StandardScaler().fit(x_train[numeric], sample_weight=training["w"])
+    onehot = OneHotEncoder(sparse_output=False).fit(x_train[["color"]])
+    x = np.hstack([scaler.transform(x_train[numeric]), onehot.transform(x_train[["color"]])])
+    reference = LogisticRegression(C=1.0, tol=1e-10, max_iter=10_000)
+    reference.fit(x, training["target"], sample_weight=training["w"])
+    np.testing.assert_allclose(weight.numpy()[0], reference.coef_[0], atol=1e-4)

@@ -123,11 +123,11 @@ class EpochBatches(ResumableGroups, Sampler[list[Tensor]]):
 
 
 class InMemoryDataset(Dataset):
-    """Features and labels indexed by whole groups of minibatches; keeps the buffer that
-    `Minibatches.sharing_one_buffer()` gathers into."""
+    """Features, labels and (optionally) the rows' sample weights, indexed by whole groups of
+    minibatches; keeps the buffer that `Minibatches.sharing_one_buffer()` gathers into."""
 
-    def __init__(self, x: Tensor, y: Tensor) -> None:
-        self.x, self.y = x, y
+    def __init__(self, x: Tensor, y: Tensor, weight: Tensor | None = None) -> None:
+        self.x, self.y, self.weight = x, y, weight
         self._staging = x.new_empty((0, *x.shape[1:]))
 
     def __len__(self) -> int:
@@ -147,10 +147,11 @@ class Minibatches:
     """A loader item: a group of minibatches of in-memory tensors, each gathered only when it is
     reached, so that a group never holds more than one minibatch's copy of the features.
 
-    Iterating gives fresh tensors. `sharing_one_buffer()` gives the same minibatches with the
-    features gathered into one buffer that the loader reuses for every minibatch, so each is
-    valid only until the next is drawn: that is how the training step uses them, and no
-    minibatch allocates memory (benchmarks/README.md has what fresh tensors cost).
+    Iterating gives fresh tensors (x, y, sample weights or None). `sharing_one_buffer()` gives
+    the same minibatches with the features gathered into one buffer that the loader reuses for
+    every minibatch, so each is valid only until the next is drawn: that is how the training
+    step uses them, and no minibatch allocates memory (benchmarks/README.md has what fresh
+    tensors cost).
 
     Deliberately not a Sequence: the DataLoader's default_convert would rebuild it as a list,
     gathering everything.
@@ -160,31 +161,38 @@ class Minibatches:
         self.source, self.indices = source, indices
 
     @classmethod
-    def of(cls, x: Tensor, y: Tensor) -> Minibatches:
+    def of(cls, x: Tensor, y: Tensor, weight: Tensor | None = None) -> Minibatches:
         """One minibatch of all of (x, y): what a plain (x, y) batch from any loader becomes."""
-        return cls(InMemoryDataset(x, y), [torch.arange(len(y), device=y.device)])
+        return cls(InMemoryDataset(x, y, weight), [torch.arange(len(y), device=y.device)])
 
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor, Tensor | None]]:
         for idx in self.indices:
-            yield self.source.x[idx], self.source.y[idx]
+            yield self.source.x[idx], self.source.y[idx], self._weight(idx)
 
-    def sharing_one_buffer(self) -> Iterator[tuple[Tensor, Tensor]]:
+    def sharing_one_buffer(self) -> Iterator[tuple[Tensor, Tensor, Tensor | None]]:
         buffer = self.source.staging(max((len(idx) for idx in self.indices), default=0))
         for idx in self.indices:
             x = torch.index_select(self.source.x, 0, idx, out=buffer[: len(idx)])
-            yield x, self.source.y[idx]
+            yield x, self.source.y[idx], self._weight(idx)
+
+    def _weight(self, idx: Tensor) -> Tensor | None:
+        weight = self.source.weight
+        return None if weight is None else weight[idx]
 
     def to(self, device: torch.device | str) -> Minibatches:
         """What Lightning calls to move a batch: one call, and this same group for data already
         on `device` (lrexp's DataModules put it there), instead of a walk over every minibatch
         tensor."""
-        x, y = self.source.x.to(device), self.source.y.to(device)
-        if x is self.source.x and y is self.source.y:
+        source = self.source
+        x, y = source.x.to(device), source.y.to(device)
+        weight = None if source.weight is None else source.weight.to(device)
+        if x is source.x and y is source.y and weight is source.weight:
             return self
-        return Minibatches(InMemoryDataset(x, y), [idx.to(device) for idx in self.indices])
+        moved = InMemoryDataset(x, y, weight)
+        return Minibatches(moved, [idx.to(device) for idx in self.indices])
 
 
 class SplitLoaders:
@@ -209,19 +217,35 @@ def split_loader(
 ) -> DataLoader:
     """A DataModule's split, preprocessed on the trainer's device, as groups of minibatches
     (`batch_size` None: the whole split in one); this rank's share when distributed. The
-    DataModule provides `splits`, `preprocess`, `seed` and `minibatches_per_step`."""
-    raw, y = datamodule.splits[split]
+    DataModule provides what `preprocessed_split` reads, `seed` and `minibatches_per_step`."""
     trainer = datamodule.trainer
     device = trainer.strategy.root_device if trainer else torch.device("cpu")
+    x, y, weight = preprocessed_split(datamodule, split, device)
     return tensor_loader(
-        datamodule.preprocess(raw.to(device)),
-        y.to(device),
+        x,
+        y,
         batch_size=batch_size or max(len(y), 1),
         minibatches_per_step=datamodule.minibatches_per_step,
         shuffle=shuffle,
         seed=datamodule.seed,
         rank=trainer.global_rank if trainer else 0,
         world_size=trainer.world_size if trainer else 1,
+        weight=weight,
+    )
+
+
+def preprocessed_split(
+    datamodule: L.LightningDataModule, split: str, device: torch.device | str = "cpu"
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """A split's model features, labels and sample weights (None: every row counts once) on
+    `device`, from the DataModule's `splits`, `preprocess` and `sample_weights`
+    (lrexp.data.extras)."""
+    raw, y = datamodule.splits[split]
+    weight = datamodule.sample_weights(split)
+    return (
+        datamodule.preprocess(raw.to(device)),
+        y.to(device),
+        None if weight is None else weight.to(device),
     )
 
 
@@ -234,9 +258,11 @@ def tensor_loader(
     seed: int = 0,
     rank: int = 0,
     world_size: int = 1,
+    weight: Tensor | None = None,
 ) -> DataLoader:
-    """A DataLoader over in-memory tensors that fetches whole minibatches, never samples."""
+    """A DataLoader over in-memory tensors (and the rows' sample weights) that fetches whole
+    minibatches, never samples."""
     sampler = EpochBatches(
         len(y), batch_size, minibatches_per_step, shuffle, seed, rank, world_size, x.device
     )
-    return ResumableLoader(InMemoryDataset(x, y), batch_size=None, sampler=sampler)
+    return ResumableLoader(InMemoryDataset(x, y, weight), batch_size=None, sampler=sampler)

@@ -51,6 +51,12 @@ class RunExtras:
     split's confusion matrix and reliability diagram (and ROC curve for two labels). A
     DataModule with `splits` and `label_names` mixes it in and overrides what its kind adds."""
 
+    def sample_weights(self, split: str) -> Tensor | None:
+        """The split's per-row sample weights (float32, in `splits` order), which the fit, the
+        metrics and the inference use; None: every row counts once. Tables have them
+        (data.weight)."""
+        return None
+
     def run_metrics(self, fitted: Fitted) -> dict[str, float]:
         """Metrics of this kind of data, merged into metrics.json."""
         return {}

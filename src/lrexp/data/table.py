@@ -26,7 +26,12 @@ from torch import Tensor, nn
 from lrexp.data.batches import SplitLoaders
 from lrexp.data.extras import Fitted, RunExtras
 from lrexp.data.labels import log_balance, split_label_check, stratified_split
-from lrexp.data.table_columns import category_codes, check_finite, column_kind
+from lrexp.data.table_columns import (
+    category_codes,
+    check_finite,
+    column_kind,
+    sample_weight_column,
+)
 from lrexp.data.table_file import TableColumns, TableFile
 from lrexp.data.table_labels import (
     Spec,
@@ -72,6 +77,7 @@ class TableDataModule(RunExtras, SplitLoaders, L.LightningDataModule):
         classes: Spec = None,
         delimiter: str | None = None,
         onehot_drop: str | None = None,
+        weight: str | None = None,
         seed: int | None = 0,
         minibatches_per_step: int = 64,
         batches_per_fetch: int | None = None,
@@ -79,6 +85,7 @@ class TableDataModule(RunExtras, SplitLoaders, L.LightningDataModule):
         super().__init__()
         # Column names are text; Hydra reads data.target=1 or data.features=[0,1] as numbers.
         target = str(target)
+        weight = None if weight is None else str(weight)
         if features is not None and not isinstance(features, str):
             features = [str(f) for f in features]
         self.save_hyperparameters(logger=False)
@@ -114,9 +121,11 @@ class TableDataModule(RunExtras, SplitLoaders, L.LightningDataModule):
         self.splits: dict[str, tuple[Tensor, Tensor]] = {}
         # Each split's row numbers in its file (data rows from 0), in the splits' order.
         self.split_rows: dict[str, np.ndarray] = {}
+        self.split_weights: dict[str, Tensor] = {}  # data.weight: each split's, splits' order
         self.state: dict[str, Any] = {}
         self.preprocessing: TablePreprocessing | None = None
-        self.class_counts: list[int] = []
+        # Training rows per label (their total sample weight, with data.weight).
+        self.class_counts: list[float] = []
         self._inference: tuple[Fitted, list[dict], dict[str, float]] | None = None
 
     # --- what the model and the entry points read ----------------------------------------------
@@ -137,6 +146,10 @@ class TableDataModule(RunExtras, SplitLoaders, L.LightningDataModule):
 
     def weight_names(self) -> list[str]:
         return self.feature_names
+
+    def sample_weights(self, split: str) -> Tensor | None:
+        """data.weight's values for the split's rows (None without data.weight)."""
+        return self.split_weights.get(split)
 
     @property
     def in_features(self) -> int:
@@ -190,7 +203,7 @@ class TableDataModule(RunExtras, SplitLoaders, L.LightningDataModule):
                     f"{key}={hp.test_path}: no rows of label(s) {absent} among its {len(rows)} "
                     "usable rows; AUROC and F1 need every label: give a test file with rows of each"
                 )
-            self._add_splits(table, labels, {"test": rows})
+            self._add_splits(table, labels, {"test": rows}, hp.test_path)
         if stage != "test" and (empty := [n for n, c in enumerate(self.class_counts) if c == 0]):
             names = [self.label_names[n] for n in empty]
             raise LrexpError(
@@ -225,7 +238,7 @@ class TableDataModule(RunExtras, SplitLoaders, L.LightningDataModule):
         parts = {"train": train, "val": val} if stage != "test" else {}
         if hp.test_path is None and stage in ("fit", "test"):
             parts["test"] = test
-        self._add_splits(table, labels, parts)
+        self._add_splits(table, labels, parts, hp.path)
 
     def state_dict(self) -> dict[str, Any]:
         """Plain Python values and tensors: what torch.load(weights_only=True) accepts."""
@@ -324,7 +337,8 @@ class TableDataModule(RunExtras, SplitLoaders, L.LightningDataModule):
         columns = self._check_columns(file.names, path)
         # Categorical columns are matched to their categories as text, whatever their type here.
         text = [self.hparams.target, *self.state.get("categories", {})]
-        table = file.read([*columns, self.hparams.target], text)
+        weight = [self.hparams.weight] if self.hparams.get("weight") is not None else []
+        table = file.read([*columns, self.hparams.target, *weight], text)
         for name in columns:
             column_kind(table.types[name], name, path)
         check_finite(table, columns, f"{key}={path}")
@@ -335,14 +349,24 @@ class TableDataModule(RunExtras, SplitLoaders, L.LightningDataModule):
         target = self.hparams.target
         if target not in names:
             raise LrexpError(f"data.target={target!r} is not a column of {path}; columns: {names}")
+        weight = self.hparams.get("weight")
+        if weight is not None and weight not in names:
+            raise LrexpError(f"data.weight={weight!r} is not a column of {path}; columns: {names}")
+        if weight is not None and weight == target:
+            raise LrexpError(f"data.weight={weight!r} is the target: give the weights' column")
         if self.state:
             wanted = self.columns
         elif self.hparams.features is None:
-            wanted = [n for n in names if n != target]
+            wanted = [n for n in names if n not in (target, weight)]
         else:
             wanted = list(self.hparams.features)
             if target in wanted:
                 raise LrexpError(f"data.features lists the target {target!r}: leave it out")
+            if weight is not None and weight in wanted:
+                raise LrexpError(
+                    f"data.features lists data.weight={weight!r}: a column is a feature or the "
+                    "sample weights, not both; leave it out of data.features"
+                )
         if lacking := [c for c in wanted if c not in names]:
             raise LrexpError(f"data.features: {path} has no column {lacking}; columns: {names}")
         if not wanted:
@@ -427,8 +451,18 @@ class TableDataModule(RunExtras, SplitLoaders, L.LightningDataModule):
 
     def _learn(self, table: TableColumns, columns: list[str], train: np.ndarray) -> None:
         hp = self.hparams
-        self.state |= learn_state(table, columns, train, hp.path, hp.normalize)
+        weight = self._weights(table, hp.path)
+        if weight is not None:
+            weight = weight[train]
+            if not weight.any():
+                raise self._no_weight()
+        self.state |= learn_state(table, columns, train, hp.path, hp.normalize, weight)
         self._build_preprocessing()
+
+    def _weights(self, table: TableColumns, path: str) -> np.ndarray | None:
+        """data.weight's column of `table` (checked), None without data.weight."""
+        name = self.hparams.get("weight")
+        return None if name is None else sample_weight_column(table, name, path)
 
     def _dropped(self) -> int:
         """Categories without a column at the start of each column's sorted categories."""
@@ -475,15 +509,38 @@ class TableDataModule(RunExtras, SplitLoaders, L.LightningDataModule):
         return views
 
     def _add_splits(
-        self, table: TableColumns, labels: np.ndarray, parts: dict[str, np.ndarray]
+        self, table: TableColumns, labels: np.ndarray, parts: dict[str, np.ndarray], path: str
     ) -> None:
+        weights = self._weights(table, path)
         for split, raw in self._raw(table, parts).items():
             y = torch.from_numpy(labels[parts[split]])
             self.splits[split] = (raw, y)
             self.split_rows[split] = parts[split]
+            weight = None if weights is None else torch.from_numpy(weights[parts[split]])
+            if weight is not None:
+                self.split_weights[split] = weight
+                log.info(
+                    f"{split} split: data.weight={self.hparams.weight!r} totals {weight.sum():g}"
+                )
             if split == "train":
-                self.class_counts = np.bincount(y.numpy(), minlength=self.num_classes).tolist()
+                self.class_counts = self._class_counts(y, weight)
             log_balance(split, y, self.label_names)
+
+    def _class_counts(self, y: Tensor, weight: Tensor | None) -> list[float]:
+        """Training rows per label, each counted by its sample weight; all-zero weights are an
+        error (nothing to fit)."""
+        if weight is None:
+            return np.bincount(y.numpy(), minlength=self.num_classes).tolist()
+        counts = np.bincount(y.numpy(), weights=weight.double().numpy(), minlength=self.num_classes)
+        if counts.sum() == 0:
+            raise self._no_weight()
+        return counts.tolist()
+
+    def _no_weight(self) -> LrexpError:
+        return LrexpError(
+            f"data.path={self.hparams.path}: data.weight={self.hparams.weight!r} is 0 on every "
+            "training row, which leaves nothing to fit; give some rows a weight > 0"
+        )
 
     @rank_zero_only
     def _log_labels(self, rule: str) -> None:

@@ -63,3 +63,27 @@ def category_codes(column: pa.ChunkedArray, categories: list[str]) -> np.ndarray
     codes = pc.fill_null(index, -1).to_numpy().astype(np.float32)
     codes[missing_mask(column)] = np.nan
     return codes
+
+
+def sample_weight_column(table: TableColumns, name: str, source: str) -> np.ndarray:
+    """data.weight's column as float32 frequency weights: numbers, none missing, infinite or
+    negative (a row cannot count a negative number of times)."""
+    kind = table.types[name]
+    if not is_numeric(kind):
+        raise LrexpError(
+            f"{source}: data.weight={name!r} holds {kind} values; give a column of numbers "
+            "(a row of weight 3 counts as three rows)"
+        )
+    weight = table.numbers(name)
+    problems = {
+        "missing": int(np.isnan(weight).sum()),
+        "infinite": int(np.isinf(weight).sum()),
+        "negative": int((weight < 0).sum()),
+    }
+    if found := {what: n for what, n in problems.items() if n}:
+        listed = ", ".join(f"{n} {what}" for what, n in found.items())
+        raise LrexpError(
+            f"{source}: data.weight={name!r} has {listed} value(s); every row needs a finite "
+            "weight >= 0 (0 leaves the row out of the fit)"
+        )
+    return weight

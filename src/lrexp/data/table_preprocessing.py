@@ -80,16 +80,24 @@ class TablePreprocessing(nn.Module):
 
 
 def learn_state(
-    table: TableColumns, columns: list[str], train: np.ndarray, path: str, normalize: bool
+    table: TableColumns,
+    columns: list[str],
+    train: np.ndarray,
+    path: str,
+    normalize: bool,
+    sample_weight: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Columns, kinds, categories, statistics and imputation values from training rows.
 
     Numeric columns come first in the raw features (and so in the model's), then the
-    categorical ones, each group in the table's order.
+    categorical ones, each group in the table's order. With `sample_weight` (one per training
+    row) each row counts its weight's times, as in scikit-learn's StandardScaler.fit(X,
+    sample_weight=...): weighted means, variances and category counts; categories only from
+    rows of weight > 0 (a weight of 0 leaves the row out).
     """
     kinds = {c: column_kind(table.types[c], c, path) for c in columns}
     statistics = TrainingStatistics(kinds)
-    statistics.add(table, train)
+    statistics.add(table, train, sample_weight)
     return statistics.state(path, normalize)
 
 
@@ -97,58 +105,68 @@ class TrainingStatistics:
     """What `learn_state` learns, summed piece by piece: training rows added from one table or
     from many (the row groups of a stream), and pieces merged.
 
-    Per numeric column: the rows, the rows with a value, their mean and sum of squared
-    deviations, merged by Chan et al.'s pairwise update (one piece gives exactly the two-pass
-    mean and deviations); per categorical column: each value's count.
+    Per numeric column: the rows' total weight, the rows with a value (and weight > 0), their
+    weight, weighted mean and weighted sum of squared deviations, merged by Chan et al.'s
+    pairwise update (one piece gives exactly the two-pass mean and deviations); per categorical
+    column: each value's total weight.
     """
 
     def __init__(self, kinds: dict[str, str]) -> None:
         self.kinds = kinds
         numeric = [c for c, k in kinds.items() if k == "numeric"]
-        self.rows = dict.fromkeys(numeric, 0)
+        self.weight = dict.fromkeys(numeric, 0.0)  # of every row, a value or not
         self.present = dict.fromkeys(numeric, 0)
+        self.present_weight = dict.fromkeys(numeric, 0.0)
         self.mean = dict.fromkeys(numeric, 0.0)
         self.deviations = dict.fromkeys(numeric, 0.0)
         self.counts: dict[str, Counter] = {c: Counter() for c, k in kinds.items() if k != "numeric"}
 
-    def add(self, table: TableColumns, rows: np.ndarray) -> None:
-        """The table's rows `rows` (training rows)."""
+    def add(self, table: TableColumns, rows: np.ndarray, weight: np.ndarray | None = None) -> None:
+        """The table's rows `rows` (training rows), each of weight `weight` (default 1)."""
+        weight = np.ones(len(rows)) if weight is None else weight.astype(np.float64)
         for name, counts in self.counts.items():
             indices, dictionary = dictionary_indices(table.arrow[name])
             present = indices[rows]
-            present = present[present >= 0]
-            found = np.bincount(present, minlength=len(dictionary))
-            counts.update({dictionary[i]: int(found[i]) for i in np.flatnonzero(found)})
-        for name in self.rows:
+            kept = (present >= 0) & (weight > 0)
+            found = np.bincount(present[kept], weight[kept], minlength=len(dictionary))
+            seen = np.unique(present[kept])
+            counts.update({dictionary[i]: float(found[i]) for i in seen})
+        for name in self.weight:
             values = table.floats[name][rows].astype(np.float64)
-            present = values[~np.isnan(values)]
+            kept = ~np.isnan(values) & (weight > 0)
+            present, present_weight = values[kept], weight[kept]
             piece = TrainingStatistics({})
-            piece.rows, piece.present = {name: len(values)}, {name: len(present)}
-            mean = float(present.mean()) if len(present) else 0.0
+            piece.weight, piece.present = {name: float(weight.sum())}, {name: len(present)}
+            piece.present_weight = {name: float(present_weight.sum())}
+            mean = float(np.average(present, weights=present_weight)) if len(present) else 0.0
             piece.mean = {name: mean}
-            piece.deviations = {name: float(((present - mean) ** 2).sum())}
+            piece.deviations = {name: float((present_weight * (present - mean) ** 2).sum())}
             self._merge_numeric(piece, name)
 
     def merge(self, other: TrainingStatistics) -> None:
         for name, counts in self.counts.items():
             counts.update(other.counts[name])
-        for name in self.rows:
+        for name in self.weight:
             self._merge_numeric(other, name)
 
     def _merge_numeric(self, other: TrainingStatistics, name: str) -> None:
-        n_a, n_b = self.present[name], other.present[name]
-        self.rows[name] += other.rows[name]
-        if n_b == 0:
+        self.weight[name] += other.weight[name]
+        if other.present[name] == 0:
             return
-        if n_a == 0:
-            self.present[name] = n_b
+        if self.present[name] == 0:
+            self.present[name], self.present_weight[name] = (
+                other.present[name],
+                other.present_weight[name],
+            )
             self.mean[name], self.deviations[name] = other.mean[name], other.deviations[name]
             return
-        n = n_a + n_b
+        w_a, w_b = self.present_weight[name], other.present_weight[name]
+        w = w_a + w_b
         delta = other.mean[name] - self.mean[name]
-        self.mean[name] += delta * n_b / n
-        self.deviations[name] += other.deviations[name] + delta * delta * n_a * n_b / n
-        self.present[name] = n
+        self.mean[name] += delta * w_b / w
+        self.deviations[name] += other.deviations[name] + delta * delta * w_a * w_b / w
+        self.present[name] += other.present[name]
+        self.present_weight[name] = w
 
     def state(self, path: str, normalize: bool) -> dict[str, Any]:
         """The preprocessing state (`learn_state`'s) of the rows added."""
@@ -179,7 +197,7 @@ class TrainingStatistics:
             m = self.mean[name]
             # Population std over the imputed column (imputed values add 0), as a pipeline of
             # SimpleImputer(mean) and StandardScaler computes it; a constant column keeps scale 1.
-            s = float(np.sqrt(self.deviations[name] / self.rows[name]))
+            s = float(np.sqrt(self.deviations[name] / self.weight[name]))
             fill.append(m)
             if not normalize:
                 m, s = 0.0, 1.0

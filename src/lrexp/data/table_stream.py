@@ -103,30 +103,25 @@ class StreamedTableDataModule(TableDataModule):
         classes: Any = None,
         delimiter: str | None = None,
         onehot_drop: str | None = None,
+        weight: str | None = None,
         seed: int | None = 0,
         minibatches_per_step: int = 64,
         batches_per_fetch: int | None = None,
         shuffle_rows: int = 2**16,
     ) -> None:
         super().__init__(
-            path,
-            target,
-            features,
-            test_path,
-            test_fraction,
-            val_fraction,
-            batch_size,
-            normalize,
-            missing,
-            positive,
-            negative,
-            classes,
-            delimiter,
-            onehot_drop,
-            seed,
-            minibatches_per_step,
-            batches_per_fetch,
-        )
+            path=path, target=target, features=features, test_path=test_path,
+            test_fraction=test_fraction, val_fraction=val_fraction, batch_size=batch_size,
+            normalize=normalize, missing=missing, positive=positive, negative=negative,
+            classes=classes, delimiter=delimiter, onehot_drop=onehot_drop, weight=weight,
+            seed=seed, minibatches_per_step=minibatches_per_step,
+            batches_per_fetch=batches_per_fetch,
+        )  # fmt: skip
+        if weight is not None:
+            raise LrexpError(
+                "data.weight with data.stream=true: sample weights are not streamed yet; "
+                "use data.stream=false, or repeat the rows instead of weighting them"
+            )
         if not (isinstance(shuffle_rows, int) and shuffle_rows > 0):
             raise LrexpError(f"data.shuffle_rows={shuffle_rows!r}: give a number of rows > 0")
         self.sources: dict[str, RowGroups | NpyRows] = {}
