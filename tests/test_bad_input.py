@@ -161,7 +161,7 @@ CASES = [
     ("stream", "train", [*STREAM, "data.test_path={site}/three_labels.parquet"], "lacks: ['2']"),
     ("stream", "train", [*STREAM, "data.path={site}/corrupt.parquet"], "(row group 0) cannot"),
     ("stream", "baseline", [*STREAM], "use data.stream=false"),
-    ("stream", "train", [*STREAM, "data.weight=c"], "data.weight with data.stream=true"),
+    ("stream", "train", [*STREAM, "data.weight=c"], "data.weight='c' has"),
     (
         "weights",
         "train",

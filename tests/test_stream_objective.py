@@ -22,21 +22,27 @@ from tests.conftest import run_entry
 from tests.test_train_scale import REPO, TIMEOUT_S, rendezvous_ports
 
 
-@pytest.mark.parametrize(("classes", "reduction"), [(2, "mean"), (3, "sum")])
-def test_the_summed_objective_is_the_whole_splits(classes: int, reduction: str) -> None:
+@pytest.mark.parametrize(
+    ("classes", "reduction", "weighted"), [(2, "mean", False), (3, "sum", False), (2, "mean", True)]
+)
+def test_the_summed_objective_is_the_whole_splits(
+    classes: int, reduction: str, weighted: bool
+) -> None:
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(1000, 5, generator=generator) * 3 + 1
     y = torch.randint(classes, (1000,), generator=generator)
+    w = torch.rand(1000, generator=generator) * 3 if weighted else None
     out = 1 if classes == 2 else classes
     weight = torch.randn(out, 5, generator=generator, dtype=torch.float64)
     bias = torch.randn(out, generator=generator, dtype=torch.float64)
     objective = Objective(classes, l2=0.01, reduction=reduction, class_weights=torch.rand(classes))
-    chunks = list(zip(x.split(128), y.split(128), strict=True))
+    pieces = [w.split(128) if weighted else [None] * 8]
+    chunks = list(zip(x.split(128), y.split(128), *pieces, strict=True))
     sums = StreamedSums(lambda: iter(chunks), torch.float64, torch.device("cpu"))
     torch.testing.assert_close(sums.mean, x.double().mean(0))
-    assert sums.rows == 1000
+    assert sums.rows == pytest.approx(1000 if w is None else w.double().sum().item())
     centred = x.double() - x.double().mean(0)
-    expected = objective.value_and_gradient(centred, y, weight, bias)
+    expected = objective.value_and_gradient(centred, y, weight, bias, w)
     for got, want in zip(sums.value_and_gradient(objective, weight, bias), expected, strict=True):
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
 
@@ -49,7 +55,8 @@ def write_table(root: Path) -> dict[str, Path]:
     color = rng.choice(["red", "green", "blue"], rows)
     logits = np.stack([a, b, (color == "red") - 0.5 * a])
     y = (logits + rng.gumbel(size=(3, rows))).argmax(0)
-    table = pa.table({"a": a * 4 + 2, "b": b, "color": color, "y": y})
+    w = rng.integers(0, 4, rows).astype(float)  # data.weight's runs only
+    table = pa.table({"a": a * 4 + 2, "b": b, "color": color, "y": y, "w": w})
     (root / "train").mkdir(parents=True)
     pq.write_table(table.slice(0, 900), root / "train" / "one.parquet", row_group_size=300)
     pq.write_table(table.slice(900, 900), root / "train" / "two.parquet", row_group_size=250)
@@ -60,7 +67,7 @@ def write_table(root: Path) -> dict[str, Path]:
 
 
 LBFGS = ["data=table", "data.target=y", "model.optimizer=lbfgs", "model.tol=1e-7", "logger=none"]
-LBFGS += ["trainer.enable_progress_bar=false"]
+LBFGS += ["trainer.enable_progress_bar=false", "data.features=[a,b,color]"]
 
 
 def streamed(files: dict[str, Path]) -> list[str]:
@@ -106,6 +113,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     memory += [f"data.test_path={files['test.parquet']}"]
     assert run_entry(main, *memory, f"hydra.run.dir={root / 'memory'}") == 0
     assert run_entry(main, *streamed(files), f"hydra.run.dir={root / 'stream'}") == 0
+    weighted = "data.weight=w"
+    assert run_entry(main, *memory, weighted, f"hydra.run.dir={root / 'memory_w'}") == 0
+    assert run_entry(main, *streamed(files), weighted, f"hydra.run.dir={root / 'stream_w'}") == 0
     for process in started:
         output, _ = process.communicate(timeout=TIMEOUT_S)
         assert process.returncode == 0, output[-3000:]
@@ -114,6 +124,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "stream": root / "stream",
         "ddp": ddp,
         "ddp_sgd": root / "ddp_sgd",
+        "memory_w": root / "memory_w",
+        "stream_w": root / "stream_w",
     }
 
 
@@ -124,16 +136,26 @@ def test_streamed_sgd_under_ddp_steps_together_to_a_good_fit(runs: dict[str, Pat
     assert "train/acc" not in metrics  # a stream's training scores are left out
 
 
-@pytest.mark.parametrize("run", ["stream", "ddp"])
+@pytest.mark.parametrize("run", ["stream", "ddp", "stream_w"])
 def test_streamed_lbfgs_reaches_the_in_memory_optimum(runs: dict[str, Path], run: str) -> None:
-    memory, other = last_weights(runs["memory"]), last_weights(runs[run])
+    """The same weights to 1e-4 (with data.weight: the weighted in-memory fit's)."""
+    reference = "memory_w" if run.endswith("_w") else "memory"
+    memory, other = last_weights(runs[reference]), last_weights(runs[run])
+    assert not torch.allclose(
+        last_weights(runs["memory_w"])["linear.weight"],
+        last_weights(runs["memory"])["linear.weight"],
+        atol=1e-3,
+    )
     for name, tensor in memory.items():
         torch.testing.assert_close(other[name], tensor, rtol=0, atol=1e-4)
 
 
 def test_later_passes_read_the_cache_not_the_source() -> None:
     generator = torch.Generator().manual_seed(1)
-    chunks = [(torch.randn(n, 3, generator=generator), torch.arange(n)) for n in (5, 7, 2)]
+    chunks = [
+        (torch.randn(n, 3, generator=generator), torch.arange(n), weight)
+        for n, weight in ((5, None), (7, torch.rand(7, generator=generator)), (2, None))
+    ]
     calls = []
 
     def source():
@@ -144,5 +166,6 @@ def test_later_passes_read_the_cache_not_the_source() -> None:
     first, again, third = list(cache()), list(cache()), list(cache())
     assert len(calls) == 1
     for pass_ in (first, again, third):
-        for (x, y), (x0, y0) in zip(pass_, chunks, strict=True):
-            assert torch.equal(x, x0) and torch.equal(y, y0) and y.dtype == y0.dtype
+        for got, given in zip(pass_, chunks, strict=True):
+            for a, b in zip(got, given, strict=True):
+                assert a is b is None or (torch.equal(a, b) and a.dtype == b.dtype)

@@ -25,8 +25,10 @@ from torch import Tensor
 
 from lrexp.objective import Objective
 
-# This rank's training rows, row group by row group, preprocessed.
-Passes = Callable[[], Iterator[tuple[Tensor, Tensor]]]
+# This rank's training rows, row group by row group: preprocessed features, labels and sample
+# weights (None: every row counts once).
+Rows = tuple[Tensor, Tensor, Tensor | None]
+Passes = Callable[[], Iterator[Rows]]
 
 
 def all_reduce(values: Tensor) -> Tensor:
@@ -43,29 +45,38 @@ class PassCache:
         self.source = passes
         # Open as long as the cache lives (the fit): closed, and gone, when it is collected.
         self.file = tempfile.TemporaryFile()  # noqa: SIM115
-        self.pieces: list[tuple[tuple[int, ...], torch.dtype, torch.dtype, torch.device]] = []
+        # Each row group's features' shape, the three dtypes (None: no weights) and the device.
+        self.pieces: list[tuple[tuple[int, ...], list[torch.dtype | None], torch.device]] = []
         self.written = False
 
-    def __call__(self) -> Iterator[tuple[Tensor, Tensor]]:
+    def __call__(self) -> Iterator[Rows]:
         if self.written:
             yield from self._read()
             return
         self.file.seek(0)
         self.file.truncate()
         self.pieces = []
-        for x, y in self.source():
-            self.file.write(x.cpu().numpy().tobytes())
-            self.file.write(y.cpu().numpy().tobytes())
-            self.pieces.append((tuple(x.shape), x.dtype, y.dtype, x.device))
-            yield x, y
+        for rows in self.source():
+            for part in rows:
+                if part is not None:
+                    self.file.write(part.cpu().numpy().tobytes())
+            dtypes = [None if part is None else part.dtype for part in rows]
+            self.pieces.append((tuple(rows[0].shape), dtypes, rows[0].device))
+            yield rows
         self.written = True
 
-    def _read(self) -> Iterator[tuple[Tensor, Tensor]]:
+    def _read(self) -> Iterator[Rows]:
         self.file.seek(0)
-        for shape, x_dtype, y_dtype, device in self.pieces:
-            x = np.fromfile(self.file, _numpy(x_dtype), int(np.prod(shape))).reshape(shape)
-            y = np.fromfile(self.file, _numpy(y_dtype), shape[0])
-            yield torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
+        for shape, dtypes, device in self.pieces:
+            sizes = (shape, (shape[0],), (shape[0],))
+            parts = []
+            for dtype, size in zip(dtypes, sizes, strict=True):
+                if dtype is None:
+                    parts.append(None)
+                    continue
+                part = np.fromfile(self.file, _numpy(dtype), int(np.prod(size))).reshape(size)
+                parts.append(torch.from_numpy(part).to(device))
+            yield tuple(parts)
 
 
 def _numpy(dtype: torch.dtype) -> np.dtype:
@@ -79,14 +90,15 @@ class StreamedSums:
     def __init__(self, passes: Passes, products: torch.dtype, device: torch.device) -> None:
         self.passes, self.products = PassCache(passes), products
         total: Tensor | None = None
-        for x, _ in self.passes():
-            sums = torch.cat([x.double().sum(0), x.new_tensor([len(x)], dtype=torch.float64)])
+        for x, y, sample_weight in self.passes():
+            rows = [len(y), Objective.rows(y, sample_weight)]
+            sums = torch.cat([x.double().sum(0), x.new_tensor(rows, dtype=torch.float64)])
             total = sums if total is None else total + sums
         if total is None:
             raise RuntimeError("StreamedSums: this rank has no training rows")
         total = all_reduce(total.to(device))
-        self.rows = int(total[-1].item())
-        self.mean = total[:-1] / self.rows
+        self.rows = total[-1].item()  # the rows' total sample weight, with weights
+        self.mean = total[:-2] / total[-2]
 
     def value_and_gradient(
         self, objective: Objective, weight: Tensor, centred_bias: Tensor
@@ -96,9 +108,11 @@ class StreamedSums:
         summed = Objective(objective.num_classes, objective.l2, 0.0, "sum", objective.class_weights)
         parts = (1, weight.numel(), centred_bias.numel())
         total = torch.zeros(sum(parts), dtype=torch.float64, device=weight.device)
-        for x, y in self.passes():
+        for x, y, sample_weight in self.passes():
             centred = (x.double() - self.mean).to(self.products)
-            value, grad_w, grad_b = summed.value_and_gradient(centred, y, weight, centred_bias)
+            value, grad_w, grad_b = summed.value_and_gradient(
+                centred, y, weight, centred_bias, sample_weight
+            )
             total += torch.cat([value.reshape(1), grad_w.flatten(), grad_b.flatten()])
         total = all_reduce(total)
         if objective.reduction == "mean":

@@ -50,7 +50,7 @@ def test_a_matrix_streams_as_its_parquet_table(files: dict[str, Path], labels: s
     for key in ("mean", "scale"):
         torch.testing.assert_close(npy.state[key], parquet.state[key], rtol=1e-12, atol=0)
     assert npy.class_counts == parquet.class_counts
-    ours, theirs = (torch.cat([x for x, _ in d.train_passes()]) for d in (npy, parquet))
+    ours, theirs = (torch.cat([x for x, _, _ in d.train_passes()]) for d in (npy, parquet))
     assert torch.equal(ours.sort(0).values, theirs.sort(0).values)  # blocks != row groups
     for split in ("val", "test"):
         assert torch.equal(

@@ -12,10 +12,10 @@ from lrexp.data.stream_batches import StreamBatches, StreamRows
 ROWS = np.array([7, 3, 10, 1, 8, 6, 5])  # training rows of each row group
 
 
-def rows_of(group: int) -> tuple[torch.Tensor, torch.Tensor]:
+def rows_of(group: int) -> tuple[torch.Tensor, torch.Tensor, None]:
     """Row group g's rows, each row's value its (group, row) as one number."""
     ids = torch.arange(int(ROWS[group]), dtype=torch.float32) + 100 * group
-    return ids.unsqueeze(1), torch.zeros(int(ROWS[group]), dtype=torch.long)
+    return ids.unsqueeze(1), torch.zeros(int(ROWS[group]), dtype=torch.long), None
 
 
 def epoch(sampler: StreamBatches, number: int) -> list[list[float]]:

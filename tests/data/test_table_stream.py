@@ -70,12 +70,41 @@ def test_the_statistics_pass_learns_the_in_memory_state(files: dict[str, Path]) 
         torch.testing.assert_close(streamed.state[key], memory.state[key], rtol=1e-12, atol=0)
     assert streamed.class_counts == memory.class_counts
     assert streamed.feature_names == memory.feature_names
-    x, y = (torch.cat(parts) for parts in zip(*streamed.train_passes(), strict=True))
+    x, y = (torch.cat(parts) for parts in list(zip(*streamed.train_passes(), strict=True))[:2])
     raw, labels = memory.splits["train"]
     torch.testing.assert_close(x, memory.preprocess(raw))
     assert torch.equal(y, labels)
     for split in ("val", "test"):
         assert len(streamed.splits[split][1]) == 300
+
+
+def test_weighted_statistics_are_the_in_memory_ones(files: dict[str, Path], tmp_path: Path) -> None:
+    """data.weight: weighted means, std and category counts from the pass, the labels' total
+    weights as class counts, and each training row's weight with it."""
+    rng = np.random.default_rng(5)
+    table = frame(1500, 0)
+    weights = rng.integers(0, 4, 1500).astype(float)  # zeros leave rows out
+    table = table.append_column("w", pa.array(weights))
+    pq.write_table(table, tmp_path / "w.parquet", row_group_size=100)
+    for split, seed in (("val", 1), ("test", 2)):
+        held = frame(300, seed)
+        pq.write_table(
+            held.append_column("w", pa.array(np.ones(300))), tmp_path / f"{split}.parquet"
+        )
+    common = {"target": "y", "missing": "mean", "weight": "w"}
+    common["test_path"] = str(tmp_path / "test.parquet")
+    path, val = str(tmp_path / "w.parquet"), str(tmp_path / "val.parquet")
+    streamed = StreamedTableDataModule(path, val_path=val, **common)
+    streamed.setup("fit")
+    memory = TableDataModule(str(tmp_path / "w.parquet"), val_fraction=0.0, **common)
+    memory.setup("fit")
+    assert streamed.state["categories"] == memory.state["categories"]
+    for key in ("mean", "scale", "fill"):
+        torch.testing.assert_close(streamed.state[key], memory.state[key], rtol=1e-12, atol=0)
+    assert streamed.class_counts == pytest.approx(memory.class_counts)
+    parts = list(zip(*streamed.train_passes(), strict=True))
+    assert torch.equal(torch.cat(parts[2]), memory.sample_weights("train"))
+    assert torch.equal(streamed.sample_weights("test"), memory.sample_weights("test"))
 
 
 def test_the_hash_split_is_a_function_of_the_row_number_alone() -> None:
@@ -93,7 +122,7 @@ def test_the_hash_split_is_a_function_of_the_row_number_alone() -> None:
 def test_held_out_rows_stay_out_of_training(files: dict[str, Path]) -> None:
     data = StreamedTableDataModule(str(files["dir"]), "y", missing="mean")
     data.setup("fit")
-    trained = sum(len(y) for _, y in data.train_passes())
+    trained = sum(len(y) for _, y, _ in data.train_passes())
     val, test = len(data.splits["val"][1]), len(data.splits["test"][1])
     assert trained + val + test == 1500
     assert trained == sum(data.class_counts) == int(data.group_rows.sum())
@@ -104,9 +133,9 @@ def test_held_out_rows_stay_out_of_training(files: dict[str, Path]) -> None:
 def test_every_training_row_is_in_one_ranks_share(files: dict[str, Path], world_size: int) -> None:
     data = StreamedTableDataModule(str(files["dir"]), "y", missing="mean")
     data.setup("fit")
-    whole = torch.cat([x for x, _ in data.train_passes()])
+    whole = torch.cat([x for x, _, _ in data.train_passes()])
     shares = [
-        torch.cat([x for x, _ in data.train_passes(r, world_size)]) for r in range(world_size)
+        torch.cat([x for x, _, _ in data.train_passes(r, world_size)]) for r in range(world_size)
     ]
     assert sum(len(s) for s in shares) == len(whole)
     assert torch.equal(torch.cat(shares).sort(0).values, whole.sort(0).values)

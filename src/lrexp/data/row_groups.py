@@ -87,6 +87,8 @@ class RowGroups:
     def check_schemas(self, columns: Sequence[str]) -> None:
         """Every file holds `columns`, each of the same kind as in the first file."""
         first = self._fragments[0]
+        if lacking := [c for c in columns if c not in self.dataset.schema.names]:
+            self._fail(f"has no column {lacking}; columns: {self.dataset.schema.names}")
         expected = {c: _kind(self.dataset.schema.field(c).type) for c in columns}
         partition = set(self.dataset.schema.names) - set(first.physical_schema.names)
         for fragment in self._fragments:

@@ -31,8 +31,10 @@ from torch.utils.data import Dataset, Sampler
 
 from lrexp.data.batches import InMemoryDataset, Minibatches, ResumableGroups, epoch_permutation
 
-# (features, labels) of one row group's training rows, preprocessed, on the training device.
-ReadRows = Callable[[int], tuple[Tensor, Tensor]]
+# (features, labels, sample weights or None) of one row group's training rows, preprocessed, on
+# the training device.
+Rows = tuple[Tensor, Tensor, Tensor | None]
+ReadRows = Callable[[int], Rows]
 
 
 @dataclass(frozen=True)
@@ -131,25 +133,31 @@ class StreamRows(Dataset):
     def __init__(self, read: ReadRows, share: np.ndarray) -> None:
         self.read, self.share = read, share
         self._buffer: tuple[Buffer, InMemoryDataset] | None = None
-        self._group: tuple[int, tuple[Tensor, Tensor]] | None = None
+        self._group: tuple[int, Rows] | None = None
 
     def __getitem__(self, item: tuple[Buffer, list[Tensor]]) -> Minibatches:
         buffer, indices = item
         if self._buffer is None or self._buffer[0] != buffer:
             self._buffer = None  # the previous buffer goes before the next is read
             parts = [self._rows_of(g) for g, _, _ in buffer.spans]
-            x = torch.cat([p[0][a:b] for p, (_, a, b) in zip(parts, buffer.spans, strict=True)])
-            y = torch.cat([p[1][a:b] for p, (_, a, b) in zip(parts, buffer.spans, strict=True)])
-            self._buffer = (buffer, InMemoryDataset(x, y))
+            x, y, weight = (
+                None
+                if parts[0][k] is None
+                else torch.cat(
+                    [p[k][a:b] for p, (_, a, b) in zip(parts, buffer.spans, strict=True)]
+                )
+                for k in range(3)
+            )
+            self._buffer = (buffer, InMemoryDataset(x, y, weight))
         return Minibatches(self._buffer[1], indices)
 
-    def _rows_of(self, group: int) -> tuple[Tensor, Tensor]:
+    def _rows_of(self, group: int) -> Rows:
         if self._group is None or self._group[0] != group:
             self._group = None
             self._group = (group, self.read(group))
         return self._group[1]
 
-    def passes(self) -> Iterator[tuple[Tensor, Tensor]]:
+    def passes(self) -> Iterator[Rows]:
         """Every training row of this rank's row groups once, row group by row group."""
         for group in self.share.tolist():
             yield self.read(group)

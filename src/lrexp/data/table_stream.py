@@ -117,11 +117,6 @@ class StreamedTableDataModule(TableDataModule):
             seed=seed, minibatches_per_step=minibatches_per_step,
             batches_per_fetch=batches_per_fetch,
         )  # fmt: skip
-        if weight is not None:
-            raise LrexpError(
-                "data.weight with data.stream=true: sample weights are not streamed yet; "
-                "use data.stream=false, or repeat the rows instead of weighting them"
-            )
         if not (isinstance(shuffle_rows, int) and shuffle_rows > 0):
             raise LrexpError(f"data.shuffle_rows={shuffle_rows!r}: give a number of rows > 0")
         self.sources: dict[str, RowGroups | NpyRows] = {}
@@ -146,13 +141,13 @@ class StreamedTableDataModule(TableDataModule):
         train = self.sources["path"]
         self.feature_columns = self._check_columns(train.names, hp.path)
         for source in self.sources.values():
-            source.check_schemas([*self.feature_columns, hp.target])
+            source.check_schemas(self._columns())
         if stage == "fit" or not self.state:
             self._statistics_pass()
         for split, code in (("val", VAL), ("test", TEST)):
             if stage == "test" and split == "val":
                 continue
-            x, y = self._held_out(f"{split}_path", code)
+            x, y, weight = self._held_out(f"{split}_path", code)
             if len(y) == 0:
                 raise LrexpError(
                     f"data.{split}_path or data.{split}_fraction: the {split} split has no "
@@ -165,6 +160,8 @@ class StreamedTableDataModule(TableDataModule):
                     f"every label: give data.{split}_path with rows of each, or more rows"
                 )
             self.splits[split] = (x, y)
+            if weight is not None:
+                self.split_weights[split] = weight
             log_balance(split, y, self.label_names)
         if stage == "fit":
             self._log_memory()
@@ -195,8 +192,9 @@ class StreamedTableDataModule(TableDataModule):
 
     def training_rows(
         self, group: int, device: torch.device | str = "cpu"
-    ) -> tuple[Tensor, Tensor]:
-        """Row group `group`'s training rows, preprocessed, on `device`."""
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Row group `group`'s training rows, preprocessed, their labels and (data.weight) sample
+        weights, on `device`."""
         source = self.sources["path"]
         table = self._table(source, group)
         rows, labels = self._usable_rows(
@@ -211,18 +209,25 @@ class StreamedTableDataModule(TableDataModule):
             )
         raw = self._raw(table, {"train": rows})["train"]
         x = self.preprocess(raw.to(device))
-        return x, torch.from_numpy(labels[rows]).to(device)
+        weight = self._weights(table, source.file(group))
+        weight = None if weight is None else torch.from_numpy(weight[rows]).to(device)
+        return x, torch.from_numpy(labels[rows]).to(device), weight
 
     def train_passes(
         self, rank: int = 0, world_size: int = 1, device: torch.device | str = "cpu"
-    ) -> Iterator[tuple[Tensor, Tensor]]:
+    ) -> Iterator[tuple[Tensor, Tensor, Tensor | None]]:
         """Every training row of rank `rank`'s row groups once (StreamBatches' sharding)."""
         for group in range(rank, len(self.group_rows), world_size):
             yield self.training_rows(group, device)
 
+    def _columns(self) -> list[str]:
+        """The columns read: the features, the target and data.weight's."""
+        weight = self.hparams.get("weight")
+        return [*self.feature_columns, self.hparams.target, *([weight] if weight else [])]
+
     def _table(self, source: RowGroups | NpyRows, group: int) -> TableColumns:
         hp = self.hparams
-        columns = [*self.feature_columns, hp.target]
+        columns = self._columns()
         arrow = source.read(group, columns)
         text = [hp.target, *self.state.get("categories", {})]
         table = table_columns(arrow, columns, text)
@@ -244,7 +249,7 @@ class StreamedTableDataModule(TableDataModule):
         learn = not self.state
         kinds: dict[str, str] = {}
         by_value: dict[Any, TrainingStatistics] = {}
-        counts: list[dict[Any, int]] = []
+        counts: list[dict[Any, tuple[int, float]]] = []  # (rows, total weight) per value
         values: set = set()
         for group in range(len(source)):
             table = self._table(source, group)
@@ -260,14 +265,18 @@ class StreamedTableDataModule(TableDataModule):
             dictionary = encoded.dictionary.to_pylist()
             values.update(v for v in dictionary if v == v)  # NaN is missing
             rows = rows[self._splits_of(source, group)[rows] == TRAIN]
-            found: dict[Any, int] = {}
+            weight = self._weights(table, file)
+            found: dict[Any, tuple[int, float]] = {}
             for code in np.unique(codes[rows]).tolist():
                 if code < 0:
                     continue
                 value, chosen = dictionary[code], rows[codes[rows] == code]
-                found[value] = len(chosen)
+                chosen_weight = None if weight is None else weight[chosen]
+                total = len(chosen) if weight is None else float(chosen_weight.sum(dtype=float))
+                found[value] = (len(chosen), total)
                 if learn:
-                    by_value.setdefault(value, TrainingStatistics(kinds)).add(table, chosen)
+                    statistics = by_value.setdefault(value, TrainingStatistics(kinds))
+                    statistics.add(table, chosen, chosen_weight)
             counts.append(found)
         if learn:
             groups, rule = label_groups(
@@ -282,21 +291,25 @@ class StreamedTableDataModule(TableDataModule):
             self._build_preprocessing()
         label_of = {v: k for k, group in enumerate(self._state("label_groups")) for v in group}
         self.group_rows = np.array(
-            [sum(n for v, n in found.items() if v in label_of) for found in counts], np.int64
+            [sum(n for v, (n, _) in found.items() if v in label_of) for found in counts], np.int64
         )
+        # Training rows per label: their total sample weight, with data.weight.
         self.class_counts = [0] * self.num_classes
         for found in counts:
-            for value, n in found.items():
+            for value, (_, total) in found.items():
                 if value in label_of:
-                    self.class_counts[label_of[value]] += n
+                    self.class_counts[label_of[value]] += total
+        if hp.get("weight") is not None and not any(self.class_counts):
+            raise self._no_weight()
         log_counts("train", self.class_counts, self.label_names)
 
-    def _held_out(self, key: str, split: int) -> tuple[Tensor, Tensor]:
+    def _held_out(self, key: str, split: int) -> tuple[Tensor, Tensor, Tensor | None]:
         """The held-out rows of one split: all usable rows of data.<key>, else data.path's rows
-        that the hash holds out for it; raw features and labels, in memory."""
+        that the hash holds out for it; raw features, labels and (data.weight) sample weights,
+        in memory."""
         source = self.sources.get(key) or self.sources["path"]
         own = key in self.sources
-        raws, labels = [], []
+        raws, labels, weights = [], [], []
         for group in range(len(source)):
             table = self._table(source, group)
             rows, y = self._usable_rows(
@@ -306,7 +319,9 @@ class StreamedTableDataModule(TableDataModule):
                 rows = rows[self._splits_of(source, group)[rows] == split]
             raws.append(self._raw(table, {"held": rows})["held"].contiguous())
             labels.append(torch.from_numpy(y[rows]))
-        return torch.cat(raws), torch.cat(labels)
+            if (weight := self._weights(table, source.file(group))) is not None:
+                weights.append(torch.from_numpy(weight[rows]))
+        return torch.cat(raws), torch.cat(labels), torch.cat(weights) if weights else None
 
     @rank_zero_only
     def _log_memory(self) -> None:
