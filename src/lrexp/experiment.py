@@ -87,14 +87,10 @@ def build_model(
     lr = cfg.model.lr
     if lr == "auto":
         batch_size = (datamodule.hparams.get("batch_size") or rows) * world_size
-        lr = solvers.resolve_lr(
-            lr,
-            optimizer,
-            preprocessed_split(datamodule, "train")[0],
-            batch_size,
-            datamodule.num_classes,
-            cfg.model.get("momentum", 0.0),
-        )
+        x, _, sample_weight = preprocessed_split(datamodule, "train")
+        momentum = cfg.model.get("momentum", 0.0)
+        classes = datamodule.num_classes
+        lr = solvers.resolve_lr(lr, optimizer, x, batch_size, classes, momentum, sample_weight)
         log.info(f"model.lr=auto: {lr:.4g} for {optimizer}")
     return build(
         cfg.model,
