@@ -99,14 +99,13 @@ def build_model(
     lr = cfg.model.lr
     if lr == "auto":
         batch_size = (datamodule.hparams.get("batch_size") or rows) * world_size
-        lr = solvers.resolve_lr(
-            lr,
-            optimizer,
-            None if streamed else preprocessed_split(datamodule, "train")[0],  # sgd measures it
-            batch_size,
-            datamodule.num_classes,
-            cfg.model.get("momentum", 0.0),
+        # sgd measures its step on the training split (never streamed here: checked above)
+        x, _, sample_weight = (
+            (None, None, None) if streamed else preprocessed_split(datamodule, "train")
         )
+        momentum = cfg.model.get("momentum", 0.0)
+        classes = datamodule.num_classes
+        lr = solvers.resolve_lr(lr, optimizer, x, batch_size, classes, momentum, sample_weight)
         log.info(f"model.lr=auto: {lr:.4g} for {optimizer}")
     return build(
         cfg.model,

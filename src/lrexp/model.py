@@ -142,7 +142,7 @@ class LogisticRegression(L.LightningModule):
         values = self.metrics.compute("val")
         fitting = self.trainer.state.fn == TrainerFn.FITTING
         rows = solvers.training_rows(self) if fitting else None
-        if self.solver.report:  # L-BFGS' step has just measured it
+        if fitting and self.solver.report:  # L-BFGS' step has just measured it
             values |= self.solver.report
         elif rows is not None:
             values |= solvers.objective_report(self, *rows)

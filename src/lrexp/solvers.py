@@ -43,7 +43,13 @@ DECAYS = {
 }
 
 
-def sgd_auto_lr(x: Tensor, batch_size: int, num_classes: int, momentum: float = 0.0) -> float:
+def sgd_auto_lr(
+    x: Tensor,
+    batch_size: int,
+    num_classes: int,
+    momentum: float = 0.0,
+    sample_weight: Tensor | None = None,
+) -> float:
     """SGD's step for model.lr=auto: (1 + momentum) / L_B, half the largest step with which
     heavy-ball SGD stays stable where the loss is most curved (2 (1 + momentum) / L_B; plain
     SGD: the classic 1 / L_B), whatever the features' scale. L_B is the expected smoothness of
@@ -53,9 +59,13 @@ def sgd_auto_lr(x: Tensor, batch_size: int, num_classes: int, momentum: float = 
 
     with L = c · λ_max(XᵀX / n) the full loss's and L_max = c · max‖x‖² a single row's
     smoothness; c bounds the cross-entropy's curvature: 1/4 for the sigmoid, 1/2 for softmax.
-    λ_max comes from a few power iterations.
+    λ_max comes from a few power iterations. With sample weights each row's curvature scales
+    with its weight relative to the mean weight: the rows are scaled by its square root.
     """
     x = x.double()
+    if sample_weight is not None:
+        relative = sample_weight.double() / sample_weight.double().mean()
+        x = x * relative.sqrt()[:, None]
     n = len(x)
     c = 0.25 if num_classes == 2 else 0.5
     generator = torch.Generator().manual_seed(0)
@@ -86,7 +96,14 @@ class Solver(nn.Module):
         self.last_grad_norm: float | None = None  # where the solver measured it at the end
 
     @classmethod
-    def auto_lr(cls, x: Tensor, batch_size: int, num_classes: int, momentum: float) -> float:
+    def auto_lr(
+        cls,
+        x: Tensor,
+        batch_size: int,
+        num_classes: int,
+        momentum: float,
+        sample_weight: Tensor | None = None,
+    ) -> float:
         raise NotImplementedError
 
     def configure(self, model: LogisticRegression) -> dict[str, Any]:
@@ -356,8 +373,15 @@ class SGD(MinibatchSolver):
     name = "sgd"
 
     @classmethod
-    def auto_lr(cls, x: Tensor, batch_size: int, num_classes: int, momentum: float) -> float:
-        return sgd_auto_lr(x, batch_size, num_classes, momentum)
+    def auto_lr(
+        cls,
+        x: Tensor,
+        batch_size: int,
+        num_classes: int,
+        momentum: float,
+        sample_weight: Tensor | None = None,
+    ) -> float:
+        return sgd_auto_lr(x, batch_size, num_classes, momentum, sample_weight)
 
 
 class Adam(MinibatchSolver):
@@ -365,7 +389,14 @@ class Adam(MinibatchSolver):
     ignores = ("momentum",)
 
     @classmethod
-    def auto_lr(cls, x: Tensor, batch_size: int, num_classes: int, momentum: float) -> float:
+    def auto_lr(
+        cls,
+        x: Tensor,
+        batch_size: int,
+        num_classes: int,
+        momentum: float,
+        sample_weight: Tensor | None = None,
+    ) -> float:
         return 1e-3  # Adam's usual default: its steps are scaled per coordinate
 
 
@@ -504,7 +535,14 @@ class LBFGS(Solver):
         self.products = torch.float32 if hparams.tol >= FLOAT32_PRODUCTS_MIN_TOL else torch.float64
 
     @classmethod
-    def auto_lr(cls, x: Tensor, batch_size: int, num_classes: int, momentum: float) -> float:
+    def auto_lr(
+        cls,
+        x: Tensor,
+        batch_size: int,
+        num_classes: int,
+        momentum: float,
+        sample_weight: Tensor | None = None,
+    ) -> float:
         return 1.0  # the unit first step, which the line search scales
 
     def configure(self, model: LogisticRegression) -> dict[str, Any]:
@@ -645,11 +683,12 @@ def resolve_lr(
     batch_size: int,
     num_classes: int,
     momentum: float = 0.0,
+    sample_weight: Tensor | None = None,
 ) -> float:
     """model.lr, with `auto` replaced by the solver's own choice."""
     if lr != "auto":
         return float(lr)
-    return SOLVERS[optimizer].auto_lr(train_x, batch_size, num_classes, momentum)
+    return SOLVERS[optimizer].auto_lr(train_x, batch_size, num_classes, momentum, sample_weight)
 
 
 @torch.no_grad()
