@@ -13,11 +13,15 @@ one torch thread:
   data.path whole), rows per second side by side;
 - Vowpal Wabbit on the first 2M rows: its pass over its own cache (`--cache_file`, logistic
   loss, the cache made beforehand from VW text), rows per second, against the streamed epoch's;
+- `python -m lrexp.train ... data.stream=true trainer=ddp_cpu` (SGD, one epoch, on the largest
+  of --rows): the whole command's wall time and each process's peak RSS (VmHWM, polled), the
+  statistics pass, the epoch and the scoring passes included;
 - full-batch L-BFGS (tol 1e-4) on a 200 000-row table: streamed (one pass over the row groups
   per evaluation) against in memory, seconds to the optimum (setup and fit), and the largest
   difference of their weights.
 
-Usage: python benchmarks/stream.py [--rows 2000000,10000000] [--dir DIR] [--out FILE].
+Usage: python benchmarks/stream.py [--rows 2000000,10000000] [--dir DIR] [--out FILE]
+[--ddp-only] (only the ddp_cpu run, on the largest of --rows).
 Progress goes to stderr. Needs the disk for the largest table (~0.7 GB per 10M rows).
 """
 
@@ -25,7 +29,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -123,6 +129,38 @@ def measure(kind: str, path: Path, val: Path, test: Path) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def ddp_run(path: Path, val: Path, test: Path, folder: Path) -> dict:
+    """The train command under ddp_cpu: wall time and every process's peak RSS."""
+    command = [sys.executable, "-m", "lrexp.train", "data=table", "data.stream=true"]
+    command += ["data.target=y", f"data.path={path}", f"data.val_path={val}"]
+    command += [f"data.test_path={test}", "trainer=ddp_cpu", "model.optimizer=sgd"]
+    command += ["model.lr=0.01", "model.scheduler=null", "trainer.max_epochs=1", "logger=none"]
+    command += ["data.batch_size=256", "trainer.enable_progress_bar=false"]
+    command += [f"hydra.run.dir={folder / 'ddp_run'}"]
+    shutil.rmtree(folder / "ddp_run", ignore_errors=True)  # a fresh run dir each time
+    start = time.perf_counter()
+    log = (folder / "ddp.log").open("w")
+    process = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)
+    peaks: dict[str, int] = {}
+    while process.poll() is None:  # the session's processes: the command and its DDP ranks
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                if os.getsid(int(pid)) != process.pid:
+                    continue
+                status = Path(f"/proc/{pid}/status").read_text().splitlines()
+            except OSError:
+                continue
+            for line in status:
+                if line.startswith("VmHWM"):
+                    peaks[pid] = max(peaks.get(pid, 0), int(line.split()[1]) // 1024)
+        time.sleep(0.3)
+    if process.returncode:
+        raise RuntimeError((folder / "ddp.log").read_text()[-3000:])
+    rows = pq.ParquetFile(path).metadata.num_rows
+    return {"rows": rows, "wall_s": time.perf_counter() - start,
+            "peak_rss_mib_per_process": sorted(peaks.values(), reverse=True)}  # fmt: skip
+
+
 def vw_pass(path: Path, folder: Path) -> dict:
     """Vowpal Wabbit's pass over its cache of the first VW_ROWS rows of `path`."""
     text, cache = folder / "vw.txt", folder / "vw.cache"
@@ -167,6 +205,7 @@ def main() -> None:
     parser.add_argument("--dir", default=None)
     parser.add_argument("--out", default=None)
     parser.add_argument("--child", nargs=4, default=None)
+    parser.add_argument("--ddp-only", action="store_true")
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(*args.child)))
@@ -177,6 +216,10 @@ def main() -> None:
     test = generate(folder / "test.parquet", 20_000, 2)
     report: dict = {"epochs": [], "columns": COLUMNS, "row_group_rows": GROUP_ROWS}
     sizes = [int(n) for n in args.rows.split(",")]
+    largest = generate(folder / f"train_{max(sizes)}.parquet", max(sizes), 0)
+    if args.ddp_only:
+        emit({"ddp_cpu": ddp_run(largest, val, test, folder)}, args.out)
+        return
     for rows in sizes:
         path = generate(folder / f"train_{rows}.parquet", rows, 0)
         say(f"streamed epoch on {rows} rows")
@@ -201,6 +244,8 @@ def main() -> None:
         last = report["epochs"][-1]
         report["epoch_time_growth"] = last["epoch_s"] / first["epoch_s"]
         report["row_growth"] = last["rows"] / first["rows"]
+    say("ddp_cpu")
+    report["ddp_cpu"] = ddp_run(largest, val, test, folder)
     say("Vowpal Wabbit")
     vw = vw_pass(folder / f"train_{sizes[0]}.parquet", folder)
     report["vw"] = vw
