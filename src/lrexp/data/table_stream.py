@@ -4,8 +4,10 @@ row group by row group (lrexp.data.row_groups) and never held whole.
 - Statistics: one streamed pass at the start reads every row group and sums what the in-memory
   table learns (table_preprocessing.TrainingStatistics): the target's values, each numeric
   column's mean and population std, each categorical column's categories, over the training
-  rows. It also counts each row group's training rows, which fix every epoch's plan
-  (lrexp.data.stream_batches). The state is the in-memory table's, in the checkpoint as there.
+  rows (weighted by data.weight where given). It also counts each row group's training rows,
+  which fix every epoch's plan (lrexp.data.stream_batches). The state is the in-memory table's,
+  in the checkpoint as there. Every rank makes this pass over all row groups: setup runs
+  before the processes meet.
 - Splits: data.test_path and data.val_path give the held-out rows; without them a row is held
   out by a hash of its global position (murmurhash3 of the row's number, seeded), the same on
   every rank, in every resume and in eval: test with probability data.test_fraction, then
@@ -16,8 +18,8 @@ row group by row group (lrexp.data.row_groups) and never held whole.
   data.shuffle_rows rows (stream_batches); the loader is resumable inside an epoch.
 - NumPy: data.path=features.npy is memory-mapped and read in blocks of rows
   (lrexp.data.npy_rows), with the same statistics, splits, shards and order.
-- Full-batch L-BFGS reads this rank's row groups once per evaluation (`train_passes`, summed
-  over the ranks by lrexp.stream_objective).
+- Full-batch L-BFGS evaluates on this rank's row groups (the train loader's `passes`; the
+  first pass cached to a file by lrexp.stream_objective), summed over the ranks.
 """
 
 from __future__ import annotations
