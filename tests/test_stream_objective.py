@@ -169,3 +169,23 @@ def test_later_passes_read_the_cache_not_the_source() -> None:
         for got, given in zip(pass_, chunks, strict=True):
             for a, b in zip(got, given, strict=True):
                 assert a is b is None or (torch.equal(a, b) and a.dtype == b.dtype)
+
+
+def test_eval_and_predict_take_a_streamed_runs_checkpoint(
+    runs: dict[str, Path], tmp_path: Path
+) -> None:
+    """The checkpoint rebuilds the streamed data (its state, its hash split or files): eval
+    reproduces the run's test metrics, predict scores new rows with its preprocessing."""
+    from lrexp import eval as eval_
+    from lrexp import predict
+
+    checkpoint = runs["stream"] / "checkpoints" / "last.ckpt"
+    arguments = [f"ckpt_path={checkpoint}", "logger=none", f"hydra.run.dir={tmp_path / 'eval'}"]
+    assert run_entry(eval_.main, *arguments) == 0
+    evaluated = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    trained = json.loads((runs["stream"] / "metrics.json").read_text())
+    assert evaluated["test/acc"] == pytest.approx(trained["test/acc"], abs=1e-6)
+    inputs = runs["stream"].parent / "test.parquet"
+    arguments = [f"ckpt_path={checkpoint}", f"inputs={inputs}", f"hydra.run.dir={tmp_path / 'p'}"]
+    assert run_entry(predict.main, *arguments) == 0
+    assert len((tmp_path / "p" / "predictions.csv").read_text().splitlines()) == 1 + 300
