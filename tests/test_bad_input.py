@@ -12,16 +12,19 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
+from lrexp import baseline, predict, train
 from lrexp import eval as eval_
-from lrexp import predict, train
 from tests.conftest import run_entry
 
 ENTRY_POINTS: dict[str, Callable[[], None]] = {
     "train": train.main,
     "eval": eval_.main,
     "predict": predict.main,
+    "baseline": baseline.main,
 }
 QUICK = ("trainer.max_epochs=2", "trainer.enable_progress_bar=false", "logger=none")
 
@@ -88,6 +91,19 @@ def site(tmp_path_factory: pytest.TempPathFactory, trained_toy: Path) -> Path:
     write_csv(root / "no_text.csv", table() | {"t": np.array([""] * 120)})
     write_csv(root / "no_words.csv", table() | {"t": np.array(["- !"] * 120)})
     write_csv(root / "ids.csv", table() | {"user": np.array([f"u{i}" for i in range(120)])})
+    streamed = pa.table(table())
+    pq.write_table(streamed, root / "base.parquet", row_group_size=40)
+    (root / "no_parquet").mkdir()
+    write_csv(root / "no_parquet" / "base.csv", table())
+    (root / "mixed").mkdir()
+    pq.write_table(streamed, root / "mixed" / "a.parquet")
+    pq.write_table(streamed.set_column(0, "a", pa.array(["x"] * 120)), root / "mixed" / "b.parquet")
+    three_labels = table(40, seed=4)
+    three_labels["y"] = np.arange(40) % 3
+    pq.write_table(pa.table(three_labels), root / "three_labels.parquet")
+    corrupt = bytearray((root / "base.parquet").read_bytes())
+    corrupt[100:1000] = bytes(900)
+    (root / "corrupt.parquet").write_bytes(bytes(corrupt))
     weighted = table() | {"w": np.ones(120)}
     write_csv(root / "weight_negative.csv", with_cell(weighted, "w", [4], "-1"))
     write_csv(root / "weight_blank.csv", with_cell(weighted, "w", [4, 9], ""))
@@ -97,6 +113,8 @@ def site(tmp_path_factory: pytest.TempPathFactory, trained_toy: Path) -> Path:
 
 
 TABLE = ("data=table", "data.path={site}/base.csv", "data.target=y", *QUICK)
+STREAM = (*TABLE, "data.stream=true", "data.path={site}/base.parquet")
+STEPS = "callbacks.model_checkpoint.every_n_train_steps"
 CKPT = "ckpt_path={site}/run/checkpoints/last.ckpt"
 TOY_CKPT = "ckpt_path={site}/toy/checkpoints/last.ckpt"
 
@@ -145,6 +163,15 @@ CASES = [
     ("wide", "train", [*TABLE, "data.categorical=dense"], "data.categorical='dense'"),
     ("wide", "train", [*TABLE, "data.path={site}/no_text.csv", "data.text=[t]"], "every row"),
     ("wide", "train", [*TABLE, "data.path={site}/no_words.csv", "data.text=[t]"], "no word"),
+    ("config", "train", [*TABLE, f"{STEPS}=0"], f"{STEPS}=0: give a number"),
+    ("config", "train", [*TABLE, "data.val_path={site}/base.parquet"], "needs data.stream=true"),
+    ("stream", "train", [*STREAM, "data.path={site}/no_parquet"], "holds no .parquet files"),
+    ("stream", "train", [*STREAM, "data.path={site}/mixed"], "/mixed/b.parquet: column 'a'"),
+    ("stream", "train", [*STREAM, "data.path={site}/base.csv"], "reads Parquet (a file"),
+    ("stream", "train", [*STREAM, "data.test_path={site}/three_labels.parquet"], "lacks: ['2']"),
+    ("stream", "train", [*STREAM, "data.path={site}/corrupt.parquet"], "(row group 0) cannot"),
+    ("stream", "baseline", [*STREAM], "use data.stream=false"),
+    ("stream", "train", [*STREAM, "data.weight=c"], "data.weight='c' has"),
     (
         "weights",
         "train",

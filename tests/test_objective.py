@@ -209,3 +209,16 @@ def test_an_epoch_of_solver_steps_is_the_autograd_loops(
     ours = torch.cat([model.linear.weight.detach().flatten(), model.linear.bias.detach()])
     reference = autograd_epoch(k, C, class_weight, reduction, momentum)
     torch.testing.assert_close(ours, reference, rtol=0, atol=1e-6)
+
+
+def test_a_minibatch_of_zero_weights_takes_the_penalty_step_alone() -> None:
+    x, y = data(2)
+    objective = Objective.of(2, N, 1.0)
+    weight = torch.ones(1, D, dtype=torch.float64)
+    bias = torch.zeros(1, dtype=torch.float64)
+    buffers = [torch.empty_like(weight), torch.empty_like(bias)]
+    zeros = torch.zeros(N, dtype=torch.float64)
+    loss, _ = objective.gradient_(x, y, weight, bias, *buffers, sample_weight=zeros)
+    assert loss.item() == 0.0
+    torch.testing.assert_close(buffers[0], objective.l2 * weight)
+    assert buffers[1].item() == 0.0

@@ -104,6 +104,11 @@ def baseline(cfg: DictConfig) -> dict[str, float]:
     sklearn_model = _sklearn_model(sklearn_arguments(cfg))
     if trainer.world_size > 1:
         raise LrexpError("the baseline runs in one process: use trainer=cpu or trainer=gpu")
+    if getattr(datamodule, "streamed", False):
+        raise LrexpError(
+            "data.stream=true: the baseline fits scikit-learn on the training split in memory; "
+            "use data.stream=false (a table that fits)"
+        )
     check_trainer(trainer)
     datamodule.setup("test")
     splits = {split: split_arrays(datamodule, split) for split in ("train", "val", "test")}

@@ -6,6 +6,7 @@ stages' metrics, and what the data adds: lrexp.data.extras); and leave the run's
 from __future__ import annotations
 
 import logging
+from functools import partial
 from pathlib import Path
 
 import lightning as L
@@ -53,10 +54,12 @@ def build_experiment(
         L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = build(cfg.data, "data")
     trainer, fast = build_trainer(cfg)
-    if cfg.model.optimizer == "lbfgs" and trainer.world_size > 1:
+    streamed = getattr(datamodule, "streamed", False)
+    if cfg.model.optimizer == "lbfgs" and trainer.world_size > 1 and not streamed:
         raise LrexpError(
             "model.optimizer=lbfgs runs in one process (full-batch steps): use trainer=cpu or "
-            "trainer=gpu, or model.optimizer=sgd for DDP"
+            "trainer=gpu, data.stream=true (one pass per evaluation, over the ranks), or "
+            "model.optimizer=sgd for DDP"
         )
     if trainer.is_global_zero:
         datamodule.prepare_data()  # the only step that may download
@@ -73,13 +76,20 @@ def build_model(
     on the training split at the step's effective minibatch: DDP averages the gradients of
     `world_size` minibatches, so N ranks at batch B step like one process at N·B."""
     check_class_weight(cfg.model.get("class_weight"), datamodule.num_classes)
-    rows = len(datamodule.splits["train"][1])
-    # A wide table's features are mostly not stored (lrexp.data.wide_features).
+    streamed = getattr(datamodule, "streamed", False)
+    # A stream's training rows are counted, not held; a wide table's features are mostly not
+    # stored (lrexp.data.wide_features).
+    rows = int(sum(datamodule.class_counts)) if streamed else len(datamodule.splits["train"][1])
     width = getattr(datamodule, "stored_width", datamodule.in_features)
-    optimizer, why = solvers.choose_optimizer(cfg.model, rows, width, world_size)
+    optimizer, why = solvers.choose_optimizer(cfg.model, rows, width, world_size, streamed)
     if why:
         log.info(f"model.optimizer=auto: {optimizer} ({why})")
     C = cfg.model.get("C")
+    if streamed and (C == "path" or (cfg.model.lr == "auto" and optimizer == "sgd")):
+        raise LrexpError(
+            "data.stream=true: model.C=path and model.lr=auto for sgd measure the training "
+            "split in memory; give model.C=NUMBER and model.lr=NUMBER, or model.optimizer=lbfgs"
+        )
     if C == "path":  # the path's first value; lrexp.path fits the others
         if world_size > 1:
             raise LrexpError("model.C=path runs in one process: use trainer=cpu or trainer=gpu")
@@ -89,14 +99,13 @@ def build_model(
     lr = cfg.model.lr
     if lr == "auto":
         batch_size = (datamodule.hparams.get("batch_size") or rows) * world_size
-        lr = solvers.resolve_lr(
-            lr,
-            optimizer,
-            preprocessed_split(datamodule, "train")[0],
-            batch_size,
-            datamodule.num_classes,
-            cfg.model.get("momentum", 0.0),
+        # sgd measures its step on the training split (never streamed here: checked above)
+        x, _, sample_weight = (
+            (None, None, None) if streamed else preprocessed_split(datamodule, "train")
         )
+        momentum = cfg.model.get("momentum", 0.0)
+        classes = datamodule.num_classes
+        lr = solvers.resolve_lr(lr, optimizer, x, batch_size, classes, momentum, sample_weight)
         log.info(f"model.lr=auto: {lr:.4g} for {optimizer}")
     model = build(
         cfg.model,
@@ -218,6 +227,11 @@ def score_best(
     callback = trainer.checkpoint_callback
     best = callback.best_model_path if callback is not None else ""
     metrics = score(trainer, model, datamodule, ("validate", "test"), best or None)
+    if "train" not in datamodule.splits:  # streamed: one pass over this rank's share
+        passes = partial(
+            datamodule.train_passes, trainer.global_rank, trainer.world_size, model.device
+        )
+        return metrics | solvers.streamed_report(model, passes), best
     training = preprocessed_split(datamodule, "train", model.device)
     return metrics | solvers.objective_report(model, *training), best
 

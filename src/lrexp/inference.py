@@ -4,16 +4,17 @@ fit's log-likelihood, AIC, BIC and McFadden's pseudo-R².
 
 Everything is computed in float64 from plain tensors — the training split's model features (a
 wide table's made dense a slice of rows at a time, and only below MAX_PARAMETERS), its
-labels, the fitted weight and bias, the L2 penalty's curvature and each row's class weight — so
-it does not depend on how the pipeline is arranged.
+labels, the fitted weight and bias, the L2 penalty's curvature and each row's weight (class
+weight times sample weight) — so it does not depend on how the pipeline is arranged.
 
 The parameters, per reported class, are (intercept, weight_1, ..., weight_d). The information of
 the summed class-weighted log-likelihood is
 
     H = Σ_i r_i (diag(p_i) - p_i p_iᵀ) ⊗ z_i z_iᵀ + l2 · I_weights,    z_i = (1, x_i),
 
-with r_i the row's class weight (a row of weight 3 counts as three rows) and p_i the fitted
-probabilities of the reported classes. Two labels: one class, p(1 - p). K classes:
+with r_i the row's weight, its class weight times its sample weight (a row of weight 3 counts
+as three rows), and p_i the fitted probabilities of the reported classes. Two labels: one
+class, p(1 - p). K classes:
 
 - unpenalised (l2 = 0): softmax with all K classes is not identifiable (adding one vector to every
   class changes no probability), so, as statsmodels' MNLogit, classes 1..K-1 are reported against

@@ -142,8 +142,10 @@ class LogisticRegression(L.LightningModule):
         values = self.metrics.compute("val")
         fitting = self.trainer.state.fn == TrainerFn.FITTING
         rows = solvers.training_rows(self) if fitting else None
-        if rows is not None:  # L-BFGS' step has just measured it
-            values |= self.solver.report or solvers.objective_report(self, *rows)
+        if fitting and self.solver.report:  # L-BFGS' step has just measured it
+            values |= self.solver.report
+        elif rows is not None:
+            values |= solvers.objective_report(self, *rows)
         publish(self, "val", values, self.fast)
         if fitting:
             solvers.after_validation(self, values)

@@ -108,7 +108,9 @@ class Objective(nn.Module):
 
     @staticmethod
     def rows(y: Tensor, sample_weight: Tensor | None) -> float:
-        """How many rows (y, sample_weight) count as: their total sample weight."""
+        """How many rows (y, sample_weight) count as: their total sample weight. A minibatch
+        whose weights are all 0 counts none: its loss and residuals are 0, and the means divide
+        by 1 instead (its step is the penalty's alone)."""
         return len(y) if sample_weight is None else sample_weight.double().sum().item()
 
     def loss(self, logits: Tensor, y: Tensor, sample_weight: Tensor | None = None) -> Tensor:
@@ -126,7 +128,7 @@ class Objective(nn.Module):
             return losses.sum()
         if sample_weight is None:
             return losses.mean()
-        return losses.sum() / self.rows(y, sample_weight)
+        return losses.sum() / (self.rows(y, sample_weight) or 1.0)
 
     def penalty(self, weight: Tensor, rows: float, l1: bool = True) -> Tensor:
         """s · (l2/2 ‖w‖² + l1 ‖w‖₁) for a step over `rows` rows, in float64."""
@@ -164,7 +166,7 @@ class Objective(nn.Module):
         elif sample_weight is None:
             loss = losses.mean()
         else:
-            loss = losses.sum() / self.rows(y, sample_weight)
+            loss = losses.sum() / (self.rows(y, sample_weight) or 1.0)
         return loss, probs
 
     def residual_(
@@ -181,7 +183,7 @@ class Objective(nn.Module):
         if row_weights is not None:
             row_weights = row_weights.to(r.dtype)
             r.mul_(row_weights if self.binary else row_weights.unsqueeze(-1))
-        return r, 1.0 / self.rows(y, sample_weight) if self.reduction == "mean" else 1.0
+        return r, 1.0 / (self.rows(y, sample_weight) or 1.0) if self.reduction == "mean" else 1.0
 
     def gradient_(
         self,

@@ -88,11 +88,19 @@ def fit_path(
     rows, weights = [], {}
     minimise = key.endswith("loss") or key.endswith("objective")
     best, best_score, best_state = None, math.inf, None
+    keeps = isinstance(model.solver, solvers.LBFGS)  # one centred copy for every point
+    if keeps:
+        model.solver.keep_problem = True
+    loaders: dict[str, Any] = {"datamodule": datamodule}
     for index, C in enumerate(values):
         model.set_C(C)
         point = bare_trainer(trainer)
-        point.fit(model, datamodule=datamodule)
-        point.validate(model, datamodule=datamodule, verbose=False)
+        point.fit(model, **loaders)
+        # The first point's loaders serve every later one: the same preprocessed tensors, so
+        # no point preprocesses the splits again (and L-BFGS keeps its centred copy).
+        loaders = {"train_dataloaders": point.train_dataloader}
+        loaders["val_dataloaders"] = point.val_dataloaders
+        point.validate(model, dataloaders=loaders["val_dataloaders"], verbose=False)
         scores = {k: v.item() for k, v in point.callback_metrics.items() if k.startswith("val/")}
         if key not in scores:
             raise LrexpError(
@@ -112,6 +120,8 @@ def fit_path(
         if score < best_score:
             best, best_score = C, score
             best_state = {k: v.clone() for k, v in model.linear.state_dict().items()}
+    if keeps:
+        model.solver.keep_problem, model.solver.problem = False, None
     model.linear.load_state_dict(best_state)
     model.set_C(best)
     log.info(f"model.C=path: best C={best:.4g} ({key}); the run fits it once more from there")

@@ -7,9 +7,10 @@ form from lrexp.objective; no step builds an autograd graph.
   the updates are exactly those of one minibatch per Lightning step. L1 is a proximal step
   after each update.
 - lbfgs (LBFGSSolver): once per epoch, `max_iter` iterations of full-batch L-BFGS with a
-  strong-Wolfe line search on the whole training split (CentredFloat64); the run stops once the
-  objective's largest gradient entry is <= `tol` (scipy's pgtol, which scikit-learn's lbfgs
-  `tol` sets).
+  strong-Wolfe line search on the whole training split (CentredFloat64; a streamed split:
+  StreamedFloat64, one pass over the stream per evaluation, all-reduced over the ranks); the
+  run stops once the objective's largest gradient entry is <= `tol` (scipy's pgtol, which
+  scikit-learn's lbfgs `tol` sets).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from lrexp.data.wide_features import (
 )
 from lrexp.errors import LrexpError
 from lrexp.lightning_fast import checkpoint_this_epoch, count_step, step_hooks_idle
+from lrexp.stream_objective import Passes, StreamedSums
 
 if TYPE_CHECKING:
     from lightning.pytorch.core.optimizer import LightningOptimizer
@@ -48,7 +50,13 @@ DECAYS = {
 }
 
 
-def sgd_auto_lr(x: Features, batch_size: int, num_classes: int, momentum: float = 0.0) -> float:
+def sgd_auto_lr(
+    x: Features,
+    batch_size: int,
+    num_classes: int,
+    momentum: float = 0.0,
+    sample_weight: Tensor | None = None,
+) -> float:
     """SGD's step for model.lr=auto: (1 + momentum) / L_B, half the largest step with which
     heavy-ball SGD stays stable where the loss is most curved (2 (1 + momentum) / L_B; plain
     SGD: the classic 1 / L_B), whatever the features' scale. L_B is the expected smoothness of
@@ -58,9 +66,13 @@ def sgd_auto_lr(x: Features, batch_size: int, num_classes: int, momentum: float 
 
     with L = c · λ_max(XᵀX / n) the full loss's and L_max = c · max‖x‖² a single row's
     smoothness; c bounds the cross-entropy's curvature: 1/4 for the sigmoid, 1/2 for softmax.
-    λ_max comes from a few power iterations.
+    λ_max comes from a few power iterations. With sample weights each row's curvature scales
+    with its weight relative to the mean weight: the rows are scaled by its square root.
     """
     x = x.double()
+    if sample_weight is not None:
+        relative = sample_weight.double() / sample_weight.double().mean()
+        x = x * relative.sqrt()[:, None]
     n = len(x)
     c = 0.25 if num_classes == 2 else 0.5
     generator = torch.Generator().manual_seed(0)
@@ -98,7 +110,14 @@ class Solver(nn.Module):
         self.last_grad_norm: float | None = None  # where the solver measured it at the end
 
     @classmethod
-    def auto_lr(cls, x: Tensor, batch_size: int, num_classes: int, momentum: float) -> float:
+    def auto_lr(
+        cls,
+        x: Tensor,
+        batch_size: int,
+        num_classes: int,
+        momentum: float,
+        sample_weight: Tensor | None = None,
+    ) -> float:
         raise NotImplementedError
 
     def configure(self, model: LogisticRegression) -> dict[str, Any]:
@@ -368,8 +387,15 @@ class SGD(MinibatchSolver):
     name = "sgd"
 
     @classmethod
-    def auto_lr(cls, x: Tensor, batch_size: int, num_classes: int, momentum: float) -> float:
-        return sgd_auto_lr(x, batch_size, num_classes, momentum)
+    def auto_lr(
+        cls,
+        x: Tensor,
+        batch_size: int,
+        num_classes: int,
+        momentum: float,
+        sample_weight: Tensor | None = None,
+    ) -> float:
+        return sgd_auto_lr(x, batch_size, num_classes, momentum, sample_weight)
 
 
 class Adam(MinibatchSolver):
@@ -377,7 +403,14 @@ class Adam(MinibatchSolver):
     ignores = ("momentum",)
 
     @classmethod
-    def auto_lr(cls, x: Tensor, batch_size: int, num_classes: int, momentum: float) -> float:
+    def auto_lr(
+        cls,
+        x: Tensor,
+        batch_size: int,
+        num_classes: int,
+        momentum: float,
+        sample_weight: Tensor | None = None,
+    ) -> float:
         return 1e-3  # Adam's usual default: its steps are scaled per coordinate
 
 
@@ -433,6 +466,7 @@ class CentredFloat64:
         products: torch.dtype = torch.float64,
         sample_weight: Tensor | None = None,
     ) -> None:
+        self.source = (x, y, sample_weight)
         self.implicit: Tensor | None = None  # μ where the copy is not centred (else 0)
         if isinstance(x, WideFeatures):
             dense = x.dense.double()
@@ -446,6 +480,20 @@ class CentredFloat64:
             self.x = (x.double() - self.mean).to(products)
         self.y = y
         self.sample_weight = None if sample_weight is None else sample_weight.double()
+
+    def holds(self, x: Features, y: Tensor, sample_weight: Tensor | None) -> bool:
+        """Whether this is the problem of (x, y, sample_weight): the same values, as a later
+        fit's loader serves them anew (lrexp.path; a wide table's features: the same object)."""
+        return all(
+            a is b
+            or (
+                isinstance(a, Tensor)
+                and isinstance(b, Tensor)
+                and a.shape == b.shape
+                and torch.equal(a, b)
+            )
+            for a, b in zip(self.source, (x, y, sample_weight), strict=True)
+        )
 
     @staticmethod
     def parameters(model: LogisticRegression) -> list[Tensor]:
@@ -483,6 +531,41 @@ class CentredFloat64:
         model.linear.bias.copy_(centred_bias - weight @ self.mean)
 
 
+class StreamedFloat64(CentredFloat64):
+    """CentredFloat64 for a training split that is streamed (lrexp.stream_objective): each
+    evaluation one pass over this rank's rows, summed over the ranks. Memory: one row group."""
+
+    def __init__(self, passes: Passes, products: torch.dtype, device: torch.device) -> None:
+        self.sums = StreamedSums(passes, products, device)
+        self.mean, self.rows = self.sums.mean, self.sums.rows
+
+    def evaluate(self, objective: Objective, weight: Tensor, centred_bias: Tensor) -> Tensor:
+        value, weight.grad, centred_bias.grad = self.sums.value_and_gradient(
+            objective, weight, centred_bias
+        )
+        return value
+
+    @torch.no_grad()
+    def report(self, model: LogisticRegression) -> tuple[dict[str, float], Tensor]:
+        """objective_report's values at the model's parameters, and the mean (or summed) loss
+        of the training rows, from one pass."""
+        objective = model.objective
+        params = self.parameters(model)
+        self.load(model, *params)
+        value, grad_w, grad_b = self.sums.value_and_gradient(objective, *params)
+        grad_norm = objective.subgradient_norm(params[0], grad_w, grad_b, self.rows)
+        loss = value - objective.penalty(params[0], self.rows, l1=False)
+        if objective.l1:
+            value = value + objective.l1 * objective.share(self.rows) * params[0].abs().sum()
+        values = torch.stack([value, grad_norm.double()]).tolist()
+        return {"train/objective": values[0], "train/grad_norm": values[1]}, loss.float()
+
+
+def training_stream(model: LogisticRegression) -> Passes | None:
+    """This rank's streamed training rows (the train loader's `passes`), where streamed."""
+    return getattr(getattr(model.trainer.train_dataloader, "dataset", None), "passes", None)
+
+
 class LBFGS(Solver):
     name = "lbfgs"
     ignores = ("momentum", "scheduler")
@@ -490,10 +573,20 @@ class LBFGS(Solver):
     def __init__(self, hparams: Any) -> None:
         super().__init__(hparams)
         self.problem: CentredFloat64 | None = None  # during a fit
+        # Keep the problem after a fit, for the next fit on the same rows (lrexp.path: one fit
+        # per C); it holds a float32 and a centred copy of the training split until released.
+        self.keep_problem = False
         self.products = torch.float32 if hparams.tol >= FLOAT32_PRODUCTS_MIN_TOL else torch.float64
 
     @classmethod
-    def auto_lr(cls, x: Tensor, batch_size: int, num_classes: int, momentum: float) -> float:
+    def auto_lr(
+        cls,
+        x: Tensor,
+        batch_size: int,
+        num_classes: int,
+        momentum: float,
+        sample_weight: Tensor | None = None,
+    ) -> float:
         return 1.0  # the unit first step, which the line search scales
 
     def configure(self, model: LogisticRegression) -> dict[str, Any]:
@@ -514,7 +607,8 @@ class LBFGS(Solver):
         return {"optimizer": optimizer}
 
     def on_train_end(self, model: LogisticRegression) -> None:
-        self.problem = None  # the float64 copy of the training split
+        if not self.keep_problem:
+            self.problem = None  # the centred copy of the training split
 
     def skips_rest_of_epoch(self, batch_idx: int) -> bool:
         """L-BFGS takes the epoch's step on its first group."""
@@ -522,20 +616,32 @@ class LBFGS(Solver):
 
     def training_step(self, model: LogisticRegression, group: Minibatches) -> None:
         """`max_iter` L-BFGS iterations on the whole training split (the rows the group's
-        loader holds), once per epoch: the epoch's other groups are skipped."""
-        x, y, sample_weight = group.source.x, group.source.y, group.source.weight
-        if self.problem is None:  # the fit's first step
-            self.problem = CentredFloat64(x, y, self.products, sample_weight)
+        loader holds, or streams), once per epoch: the epoch's other groups are skipped."""
+        stream = training_stream(model)
+        if stream is not None:
+            if not isinstance(self.problem, StreamedFloat64):  # the fit's first step
+                self.problem = StreamedFloat64(stream, self.products, model.device)
+        else:
+            x, y, sample_weight = group.source.x, group.source.y, group.source.weight
+            if self.problem is None or not self.problem.holds(x, y, sample_weight):
+                self.problem = CentredFloat64(x, y, self.products, sample_weight)
         problem, objective = self.problem, model.objective
         optimizer = model.optimizers()
         weight, centred_bias = optimizer.optimizer.param_groups[0]["params"]
         problem.load(model, weight, centred_bias)
         optimizer.step(closure=lambda: problem.evaluate(objective, weight, centred_bias))
         problem.store(model, weight, centred_bias)
-        logits = model.logits(x)
-        loss = objective.loss(logits, y, sample_weight).reshape(1)
+        if isinstance(problem, StreamedFloat64):
+            # The training rows' scores would take a pass of their own: the loss alone.
+            self.report, loss = problem.report(model)
+            rows, logits = problem.rows, None
+            loss = loss.reshape(1)
+        else:
+            logits = model.logits(x)
+            loss = objective.loss(logits, y, sample_weight).reshape(1)
+            rows = objective.rows(y, sample_weight)
+            self.report = objective_report(model, x, y, sample_weight)
         check_finite(model, loss)
-        self.report = objective_report(model, x, y, sample_weight)
         grad_norm = self.last_grad_norm = self.report["train/grad_norm"]
         if grad_norm <= self.hp.tol:  # as scikit-learn stops: later epochs would not move
             log.info(
@@ -546,8 +652,8 @@ class LBFGS(Solver):
             # This last epoch validates and checkpoints, whatever check_val_every_n_epoch says:
             # the run's checkpoints and scores then include the optimum.
             checkpoint_this_epoch(model.trainer)
-        sizes = torch.full_like(loss, objective.rows(y, sample_weight))
-        if train_scores_due(model):
+        sizes = torch.full_like(loss, rows)
+        if logits is not None and train_scores_due(model):
             model.metrics.update("train", objective.probs(logits), y, loss, sizes, sample_weight)
         else:
             model.metrics.update_loss("train", loss, sizes)
@@ -562,11 +668,12 @@ FULL_BATCH_MAX_BYTES = 2 * 2**30
 
 
 def choose_optimizer(
-    hparams: Any, rows: int, features: int, world_size: int
+    hparams: Any, rows: int, features: int, world_size: int, streamed: bool = False
 ) -> tuple[str, str | None]:
     """model.optimizer with `auto` replaced, and why: lbfgs (full batch, stops on the gradient:
     the optimum whatever the number of classes and features) where one process fits the
-    training split and the objective is smooth; sgd (minibatches) otherwise."""
+    training split, or the split is streamed (any size, any number of processes: one pass
+    per evaluation), and the objective is smooth; sgd (minibatches) otherwise."""
     if hparams.optimizer != "auto":
         return hparams.optimizer, None
     width = 4 if hparams.get("tol", 1e-4) >= FLOAT32_PRODUCTS_MIN_TOL else 8
@@ -574,6 +681,8 @@ def choose_optimizer(
     shown = f"{rows} x {features} training split, {size / 2**20:.0f} MiB as L-BFGS holds it"
     if hparams.get("l1_ratio") or hparams.get("weight_decay"):
         return "sgd", "model.l1_ratio / model.weight_decay need minibatch steps"
+    if streamed:
+        return "lbfgs", f"the {rows}-row training split is streamed: one pass per evaluation"
     if world_size > 1:
         return "sgd", f"{world_size} processes: L-BFGS runs in one"
     if size > FULL_BATCH_MAX_BYTES:
@@ -586,9 +695,11 @@ def warn_unconverged(model: LogisticRegression) -> None:
     """One warning with the fix when the fit ends with the objective's largest gradient entry
     above model.tol: the weights are not the optimum the run states."""
     rows = training_rows(model)
-    if rows is None:
-        return
-    grad_norm = model.solver.last_grad_norm or objective_report(model, *rows)["train/grad_norm"]
+    grad_norm = model.solver.last_grad_norm
+    if grad_norm is None:
+        if rows is None:  # streamed minibatches: measured when the run is scored
+            return
+        grad_norm = objective_report(model, *rows)["train/grad_norm"]
     tol = model.hparams.tol
     if grad_norm <= tol:
         return
@@ -612,15 +723,16 @@ def make_solver(hparams: Any, weight: Tensor) -> Solver:
 def resolve_lr(
     lr: float | str,
     optimizer: str,
-    train_x: Tensor,
+    train_x: Tensor | None,
     batch_size: int,
     num_classes: int,
     momentum: float = 0.0,
+    sample_weight: Tensor | None = None,
 ) -> float:
     """model.lr, with `auto` replaced by the solver's own choice."""
     if lr != "auto":
         return float(lr)
-    return SOLVERS[optimizer].auto_lr(train_x, batch_size, num_classes, momentum)
+    return SOLVERS[optimizer].auto_lr(train_x, batch_size, num_classes, momentum, sample_weight)
 
 
 @torch.no_grad()
@@ -633,7 +745,9 @@ def objective_report(
     objective = model.objective
     weight = model.linear.weight
     if isinstance(model.solver, LBFGS):
-        problem = model.solver.problem or CentredFloat64(x, y, model.solver.products, sample_weight)
+        problem = model.solver.problem
+        if problem is None or not problem.holds(x, y, sample_weight):
+            problem = CentredFloat64(x, y, model.solver.products, sample_weight)
         params = CentredFloat64.parameters(model)
         problem.load(model, *params)
         value, grad_w, grad_b = problem.value_and_gradient(objective, *params)
@@ -647,6 +761,14 @@ def objective_report(
     grad_norm = objective.subgradient_norm(weight.to(grad_w.dtype), grad_w, grad_b, rows)
     values = torch.stack([value.double(), grad_norm.double()]).tolist()
     return {"train/objective": values[0], "train/grad_norm": values[1]}
+
+
+@torch.no_grad()
+def streamed_report(model: LogisticRegression, passes: Passes) -> dict[str, float]:
+    """objective_report on a streamed training split (two passes: its mean, then J)."""
+    products = getattr(model.solver, "products", torch.float32)
+    report, _ = StreamedFloat64(passes, products, model.device).report(model)
+    return report
 
 
 def training_rows(
@@ -667,7 +789,11 @@ def after_validation(model: LogisticRegression, values: dict[str, float]) -> Non
 
 def train_scores_due(model: LogisticRegression) -> bool:
     """Whether this epoch computes train/acc, auroc, f1 and ece: on the epochs that validate
-    (so train and val curves share their points) and the last; train/loss every epoch."""
+    (so train and val curves share their points) and the last; train/loss every epoch. Never
+    on a streamed split: the scores would hold every training row's probability (L-BFGS: take
+    a pass of their own), which a stream must not."""
+    if training_stream(model) is not None:
+        return False
     trainer = model.trainer
     every = trainer.check_val_every_n_epoch or 1
     epoch = model.current_epoch + 1

@@ -20,15 +20,56 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from lrexp.data.wide_features import Features, WideFeatures
 
 
-def epoch_permutation(n: int, seed: int, epoch: int) -> Tensor:
+def epoch_permutation(n: int, seed: int, epoch: int, *part: int) -> Tensor:
     """The training order of epoch `epoch`: a function of (seed, epoch) only, so that a
-    resumed run sees the same batches as an uninterrupted one."""
-    state = np.random.SeedSequence([seed, epoch]).generate_state(1, dtype=np.uint64)[0]
+    resumed run sees the same batches as an uninterrupted one; `part` tells apart the orders
+    of an epoch's pieces (a stream's shuffle buffers)."""
+    state = np.random.SeedSequence([seed, epoch, *part]).generate_state(1, dtype=np.uint64)[0]
     generator = torch.Generator().manual_seed(int(state) & (2**63 - 1))
     return torch.randperm(n, generator=generator)
 
 
-class EpochBatches(Sampler[list[Tensor]]):
+class ResumableGroups:
+    """A sampler of loader items that can resume inside an epoch: it counts the items it has
+    given this epoch (`state_dict`), and after `load_state_dict` the next pass over that epoch
+    starts after them.
+
+    Exact because lrexp's loaders have a length: Lightning then fetches no item ahead, so at a
+    checkpoint the items given are the items trained on. A loader's epoch order is a function
+    of (seed, epoch), so the position is all a resumed run needs.
+    """
+
+    epoch: int
+    given = 0  # items given in this epoch's pass
+    _resume: tuple[int, int] | None = None  # (epoch, items given) from a checkpoint
+
+    def start_pass(self) -> int:
+        """Items of this epoch to leave out (those given before the checkpoint)."""
+        resume, self._resume = self._resume, None
+        self.given = resume[1] if resume is not None and resume[0] == self.epoch else 0
+        return self.given
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "given": self.given}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self._resume = (int(state["epoch"]), int(state["given"]))
+
+
+class ResumableLoader(DataLoader):
+    """A DataLoader whose sampler is a ResumableGroups: Lightning saves the position of any
+    loader with state_dict/load_state_dict (its `_Stateful`) in each checkpoint and hands it
+    back on resume, so a run resumed from a mid-epoch checkpoint takes the uninterrupted run's
+    steps."""
+
+    def state_dict(self) -> dict[str, int]:
+        return self.sampler.state_dict()
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.sampler.load_state_dict(state)
+
+
+class EpochBatches(ResumableGroups, Sampler[list[Tensor]]):
     """Yields groups of minibatch index tensors; this rank's share of the data when distributed.
 
     Training shards drop the remainder so that every rank runs the same number of SGD steps
@@ -67,10 +108,13 @@ class EpochBatches(Sampler[list[Tensor]]):
         return len(range(self.rank, self.n, self.world_size))
 
     def __iter__(self):
+        skip = self.start_pass()
         indices = self._indices().to(self.device)
         batches = indices.split(self.batch_size) if len(indices) else ()  # as many as __len__
-        for start in range(0, len(batches), self.minibatches_per_step):
-            yield list(batches[start : start + self.minibatches_per_step])
+        per_step = self.minibatches_per_step
+        for start in range(skip * per_step, len(batches), per_step):
+            self.given += 1
+            yield list(batches[start : start + per_step])
 
     @property
     def minibatches_per_epoch(self) -> int:
@@ -226,4 +270,4 @@ def tensor_loader(
     sampler = EpochBatches(
         len(y), batch_size, minibatches_per_step, shuffle, seed, rank, world_size, x.device
     )
-    return DataLoader(InMemoryDataset(x, y, weight), batch_size=None, sampler=sampler)
+    return ResumableLoader(InMemoryDataset(x, y, weight), batch_size=None, sampler=sampler)

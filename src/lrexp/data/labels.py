@@ -68,11 +68,15 @@ def split_label_check(
             )
 
 
-@rank_zero_only
 def log_balance(split: str, labels: Tensor, names: Sequence[str]) -> None:
     """One line per split: its size and each label's share (it tells what an accuracy is worth)."""
-    n = len(labels)
-    counts = torch.bincount(labels, minlength=len(names)).tolist()
+    log_counts(split, torch.bincount(labels, minlength=len(names)).tolist(), names)
+
+
+@rank_zero_only
+def log_counts(split: str, counts: Sequence[int], names: Sequence[str]) -> None:
+    """log_balance's line from the rows of each label (a streamed split's, counted)."""
+    n = sum(counts)
     shares = ", ".join(
         f"{c} ({100 * c / max(n, 1):.1f} %) label {i} ({name})"
         for i, (name, c) in enumerate(zip(names, counts, strict=True))

@@ -73,6 +73,8 @@ class TableDataModule(RunExtras, SplitLoaders, L.LightningDataModule):
     checkpoint (state_dict), so eval and predict never recompute it.
     """
 
+    streamed = False  # the table in memory (lrexp.data.table_stream streams one)
+
     def __init__(
         self,
         path: str,
@@ -197,7 +199,8 @@ class TableDataModule(RunExtras, SplitLoaders, L.LightningDataModule):
         at 0, so that a column no training row holds (a hashed column no value hashes to)
         keeps weight 0 whatever the penalty. None where every column is numeric."""
         kinds = self._state("kinds")
-        return kinds.count("numeric") if set(kinds) - {"numeric"} else None
+        wide = set(kinds) - {"numeric"} and not self.streamed
+        return kinds.count("numeric") if wide else None
 
     def reported_features(self) -> list[int]:
         """The features coefficients.csv lists: all but the hashed columns no training value
@@ -211,6 +214,8 @@ class TableDataModule(RunExtras, SplitLoaders, L.LightningDataModule):
         """Numbers per training row as the model holds its features: the dense ones, and two
         (index and value) per sparse entry (lrexp.solvers.choose_optimizer's budget)."""
         kinds = self._state("kinds")
+        if self.streamed:
+            return self.in_features
         raw, _ = self.splits["train"]
         entries = kinds.count("categorical")
         if isinstance(raw, WideFeatures):
@@ -324,7 +329,9 @@ class TableDataModule(RunExtras, SplitLoaders, L.LightningDataModule):
         self._state("columns")
         dense = raw.dense if isinstance(raw, WideFeatures) else raw
         module = self.preprocessing.to(dense.device)
-        if any(kind != "numeric" for kind in self.state["kinds"]):
+        # A stream preprocesses row groups into dense features (lrexp.data.table_stream).
+        wide = not self.streamed
+        if wide and any(kind != "numeric" for kind in self.state["kinds"]):
             with torch.no_grad():
                 onehot = module.sparse(dense)
             if not isinstance(raw, WideFeatures):

@@ -95,6 +95,17 @@ class TableColumns:
         return float32_values(self.arrow[name])
 
 
+def table_columns(
+    table: pa.Table, columns: Sequence[str], text: Collection[str] = ()
+) -> TableColumns:
+    """The named columns of an Arrow table already read (a Parquet row group), kept as
+    `TableFile.read` keeps a file's: numeric ones as float32 unless named in `text`."""
+    built = _Columns(table.schema, columns, text, table.num_rows)
+    built.add_all(table.select(list(columns)).to_batches())
+    floats, arrow = built.finish()
+    return TableColumns(built.types, table.num_rows, floats, arrow)
+
+
 class TableFile:
     """An opened table file: its column names, then the columns asked for (`read`).
 

@@ -15,6 +15,7 @@ The statistics are those of these float32 values, the values the model standardi
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -127,7 +128,6 @@ def learn_state(
     means, variances and category counts; categories only from rows of weight > 0 (a weight of
     0 leaves the row out).
     """
-    weight = np.ones(len(train)) if sample_weight is None else sample_weight.astype(np.float64)
     kinds = {c: column_kind(table.types[c], c, path) for c in columns}
     for name in encoding.text:
         if kinds[name] == "numeric":
@@ -138,73 +138,152 @@ def learn_state(
         kinds[name] = "text"
     if encoding.categorical == "hash":
         kinds = {c: "hashed" if k == "categorical" else k for c, k in kinds.items()}
-    numeric = [c for c in columns if kinds[c] == "numeric"]
-    ordered = numeric + [
-        c for k in ("categorical", "hashed", "text") for c in columns if kinds[c] == k
-    ]
     onehot = [c for c in columns if kinds[c] == "categorical"]
     check_onehot({c: distinct_count(table.arrow[c].take(train)) for c in onehot}, outputs, path)
-    if len(onehot) < len(ordered) - len(numeric):
+    hashed = [c for c in columns if kinds[c] == "hashed"]
+    if hashed or encoding.text:
         check_hashed(encoding.hash_bits, outputs)
-    categories, mean, scale, fill = {}, [], [], []
-    hash_fill = []
-    for name in ordered:
-        if kinds[name] == "hashed":
-            # The most frequent value's column (data.missing=mean), ties as for categories.
-            values, counts = value_counts(table.arrow[name].take(train))
-            if not counts.sum():
-                raise LrexpError(
-                    f"data.path={path}: column {name!r} has no value in the "
-                    "training split; leave it out with data.features"
-                )
-            top = min(np.flatnonzero(counts == counts.max()), key=values.__getitem__)
-            hash_fill.append(int(buckets([f"{name}={values[top]}"], encoding.hash_bits)[0]))
-            continue
-        if kinds[name] == "text":
-            continue
-        if kinds[name] == "categorical":
-            indices, dictionary = dictionary_indices(table.arrow[name])
-            present = indices[train]
-            kept = (present >= 0) & (weight > 0)
-            present, present_weight = present[kept], weight[kept]
-            if not len(present):
-                raise LrexpError(
-                    f"data.path={path}: column {name!r} has no value in the "
-                    "training split; leave it out with data.features"
-                )
-            seen = np.unique(present)
-            order = np.argsort(np.array([dictionary[i] for i in seen]))
-            categories[name] = [dictionary[i] for i in seen[order]]
-            # The most frequent category; ties go to the first in sorted order, as in
-            # scikit-learn's SimpleImputer(strategy="most_frequent").
-            counts = np.bincount(present, present_weight, minlength=len(dictionary))[seen[order]]
-            fill.append(float(counts.argmax()))
-            continue
-        values = table.floats[name][train].astype(np.float64)
-        kept = ~np.isnan(values) & (weight > 0)
-        present, present_weight = values[kept], weight[kept]
-        if len(present) == 0:
+    statistics = TrainingStatistics(kinds)
+    statistics.add(table, train, sample_weight)
+    state = statistics.state(path, normalize) | encoding.state()
+    if hashed:
+        state["hash_fill"] = hash_fill(table, hashed, train, path, encoding.hash_bits)
+    return state
+
+
+def hash_fill(
+    table: TableColumns, hashed: list[str], train: np.ndarray, path: str, bits: int
+) -> Tensor:
+    """Each hashed column's most frequent training value's column (data.missing=mean); ties go
+    to the first in sorted order, as for categories."""
+    fill = []
+    for name in hashed:
+        values, counts = value_counts(table.arrow[name].take(train))
+        if not counts.sum():
             raise LrexpError(
                 f"data.path={path}: column {name!r} has no value in the "
                 "training split; leave it out with data.features"
             )
-        m = float(np.average(present, weights=present_weight))
-        # Population std over the imputed column (imputed values add 0), as a pipeline of
-        # SimpleImputer(mean) and StandardScaler computes it; a constant column keeps scale 1.
-        s = float(np.sqrt((present_weight * (present - m) ** 2).sum() / weight.sum()))
-        fill.append(m)
-        if not normalize:
-            m, s = 0.0, 1.0
-        mean.append(m)
-        scale.append(s if s > 1e-12 * max(1.0, abs(m)) else 1.0)
-    return {
-        "columns": ordered,
-        "kinds": [kinds[c] for c in ordered],
-        **encoding.state(),
-        **({"hash_fill": torch.tensor(hash_fill, dtype=torch.int64)} if hash_fill else {}),
-        "numeric": numeric,
-        "categories": categories,
-        "mean": torch.tensor(mean, dtype=torch.float64),
-        "scale": torch.tensor(scale, dtype=torch.float64),
-        "fill": torch.tensor(fill, dtype=torch.float64),
-    }
+        top = min(np.flatnonzero(counts == counts.max()), key=values.__getitem__)
+        fill.append(int(buckets([f"{name}={values[top]}"], bits)[0]))
+    return torch.tensor(fill, dtype=torch.int64)
+
+
+class TrainingStatistics:
+    """What `learn_state` learns, summed piece by piece: training rows added from one table or
+    from many (the row groups of a stream), and pieces merged.
+
+    Per numeric column: the rows' total weight, the rows with a value (and weight > 0), their
+    weight, weighted mean and weighted sum of squared deviations, merged by Chan et al.'s
+    pairwise update (one piece gives exactly the two-pass mean and deviations); per categorical
+    column: each value's total weight.
+    """
+
+    def __init__(self, kinds: dict[str, str]) -> None:
+        self.kinds = kinds
+        numeric = [c for c, k in kinds.items() if k == "numeric"]
+        self.weight = dict.fromkeys(numeric, 0.0)  # of every row, a value or not
+        self.present = dict.fromkeys(numeric, 0)
+        self.present_weight = dict.fromkeys(numeric, 0.0)
+        self.mean = dict.fromkeys(numeric, 0.0)
+        self.deviations = dict.fromkeys(numeric, 0.0)
+        # Hashed and text columns keep no list of values (lrexp.data.table_hashing).
+        self.counts: dict[str, Counter] = {
+            c: Counter() for c, k in kinds.items() if k == "categorical"
+        }
+
+    def add(self, table: TableColumns, rows: np.ndarray, weight: np.ndarray | None = None) -> None:
+        """The table's rows `rows` (training rows), each of weight `weight` (default 1)."""
+        weight = np.ones(len(rows)) if weight is None else weight.astype(np.float64)
+        for name, counts in self.counts.items():
+            indices, dictionary = dictionary_indices(table.arrow[name])
+            present = indices[rows]
+            kept = (present >= 0) & (weight > 0)
+            found = np.bincount(present[kept], weight[kept], minlength=len(dictionary))
+            seen = np.unique(present[kept])
+            counts.update({dictionary[i]: float(found[i]) for i in seen})
+        for name in self.weight:
+            values = table.floats[name][rows].astype(np.float64)
+            kept = ~np.isnan(values) & (weight > 0)
+            present, present_weight = values[kept], weight[kept]
+            piece = TrainingStatistics({})
+            piece.weight, piece.present = {name: float(weight.sum())}, {name: len(present)}
+            piece.present_weight = {name: float(present_weight.sum())}
+            mean = float(np.average(present, weights=present_weight)) if len(present) else 0.0
+            piece.mean = {name: mean}
+            piece.deviations = {name: float((present_weight * (present - mean) ** 2).sum())}
+            self._merge_numeric(piece, name)
+
+    def merge(self, other: TrainingStatistics) -> None:
+        for name, counts in self.counts.items():
+            counts.update(other.counts[name])
+        for name in self.weight:
+            self._merge_numeric(other, name)
+
+    def _merge_numeric(self, other: TrainingStatistics, name: str) -> None:
+        self.weight[name] += other.weight[name]
+        if other.present[name] == 0:
+            return
+        if self.present[name] == 0:
+            self.present[name], self.present_weight[name] = (
+                other.present[name],
+                other.present_weight[name],
+            )
+            self.mean[name], self.deviations[name] = other.mean[name], other.deviations[name]
+            return
+        w_a, w_b = self.present_weight[name], other.present_weight[name]
+        w = w_a + w_b
+        delta = other.mean[name] - self.mean[name]
+        self.mean[name] += delta * w_b / w
+        self.deviations[name] += other.deviations[name] + delta * delta * w_a * w_b / w
+        self.present[name] += other.present[name]
+        self.present_weight[name] = w
+
+    def state(self, path: str, normalize: bool) -> dict[str, Any]:
+        """The preprocessing state (`learn_state`'s) of the rows added."""
+        kinds = self.kinds
+        numeric = [c for c in kinds if kinds[c] == "numeric"]
+        ordered = numeric + [
+            c for kind in ("categorical", "hashed", "text") for c in kinds if kinds[c] == kind
+        ]
+        categories, mean, scale, fill = {}, [], [], []
+        for name in ordered:
+            if kinds[name] in ("hashed", "text"):
+                continue
+            if name in self.counts:
+                counts = self.counts[name]
+                if not counts:
+                    raise LrexpError(
+                        f"data.path={path}: column {name!r} has no value in the "
+                        "training split; leave it out with data.features"
+                    )
+                seen = list(counts)
+                order = np.argsort(np.array(seen))
+                categories[name] = [seen[i] for i in order]
+                # The most frequent category; ties go to the first in sorted order, as in
+                # scikit-learn's SimpleImputer(strategy="most_frequent").
+                fill.append(float(np.argmax([counts[v] for v in categories[name]])))
+                continue
+            if self.present[name] == 0:
+                raise LrexpError(
+                    f"data.path={path}: column {name!r} has no value in the "
+                    "training split; leave it out with data.features"
+                )
+            m = self.mean[name]
+            # Population std over the imputed column (imputed values add 0), as a pipeline of
+            # SimpleImputer(mean) and StandardScaler computes it; a constant column keeps scale 1.
+            s = float(np.sqrt(self.deviations[name] / self.weight[name]))
+            fill.append(m)
+            if not normalize:
+                m, s = 0.0, 1.0
+            mean.append(m)
+            scale.append(s if s > 1e-12 * max(1.0, abs(m)) else 1.0)
+        return {
+            "columns": ordered,
+            "kinds": [kinds[c] for c in ordered],
+            "numeric": numeric,
+            "categories": categories,
+            "mean": torch.tensor(mean, dtype=torch.float64),
+            "scale": torch.tensor(scale, dtype=torch.float64),
+            "fill": torch.tensor(fill, dtype=torch.float64),
+        }

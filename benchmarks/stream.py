@@ -1,0 +1,270 @@
+"""data.stream=true at scale; prints one JSON document (throughput.emit).
+
+On a generated Parquet table (16 float32 columns and a 0/1 target, written chunk by chunk with
+pyarrow, row groups of 2^17 rows; validation and test from their own 20 000-row files, so the
+held-out rows in memory are the same at every size), each measurement in a fresh process, on
+one torch thread:
+
+- for each of --rows (default 2M and 10M): one streamed SGD epoch (batch 256, shuffle buffer
+  2^16 rows) through Lightning's Trainer: the statistics pass's seconds, the epoch's seconds and
+  training rows per second, and the process's peak RSS (ru_maxrss) over both, with the table's
+  size as float32 beside it: peak RSS should stay flat as the rows grow, epoch time linear;
+  and the same epoch on the first size in memory (data.stream=false, its training split
+  data.path whole), rows per second side by side;
+- Vowpal Wabbit on the first 2M rows: its pass over its own cache (`--cache_file`, logistic
+  loss, the cache made beforehand from VW text), rows per second, against the streamed epoch's;
+- `python -m lrexp.train ... data.stream=true trainer=ddp_cpu` (SGD, one epoch, on the largest
+  of --rows): the whole command's wall time and each process's peak RSS (VmHWM, polled), the
+  statistics pass, the epoch and the scoring passes included;
+- full-batch L-BFGS (tol 1e-4) on a 200 000-row table: streamed (one pass over the row groups
+  per evaluation) against in memory, seconds to the optimum (setup and fit), and the largest
+  difference of their weights.
+
+Usage: python benchmarks/stream.py [--rows 2000000,10000000] [--dir DIR] [--out FILE]
+[--ddp-only] (only the ddp_cpu run, on the largest of --rows).
+Progress goes to stderr. Needs the disk for the largest table (~0.7 GB per 10M rows).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+sys.path.insert(0, str(Path(__file__).parent))
+from throughput import emit  # noqa: E402
+
+COLUMNS = 16
+GROUP_ROWS = 2**17
+CHUNK_ROWS = 2**19
+LBFGS_ROWS = 200_000
+VW_ROWS = 2_000_000
+
+
+def say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def chunk(rows: int, seed: int) -> pa.Table:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(rows, COLUMNS)).astype(np.float32) * np.arange(1, COLUMNS + 1)
+    w = np.linspace(-1, 1, COLUMNS) / np.arange(1, COLUMNS + 1)
+    y = (x @ w + rng.logistic(size=rows) > 0).astype(np.int8)
+    return pa.table({**{f"x{j}": x[:, j] for j in range(COLUMNS)}, "y": y})
+
+
+def generate(path: Path, rows: int, seed: int) -> Path:
+    """`rows` rows written chunk by chunk: the table is never in memory."""
+    if path.exists():
+        return path
+    say(f"writing {rows} rows to {path}")
+    writer = None
+    for number, start in enumerate(range(0, rows, CHUNK_ROWS)):
+        table = chunk(min(CHUNK_ROWS, rows - start), seed * 10_000 + number)
+        writer = writer or pq.ParquetWriter(path, table.schema)
+        writer.write_table(table, row_group_size=GROUP_ROWS)
+    writer.close()
+    return path
+
+
+def child(kind: str, path: str, val: str, test: str) -> dict:
+    """One measurement in this (fresh) process."""
+    import lightning as L
+    import torch
+
+    # One thread, for every kind alike: minibatch products gain nothing from a second one, and
+    # on a shared 2-vCPU machine OpenMP's spinning threads make times erratic.
+    torch.set_num_threads(1)
+
+    from lrexp.data.table import TableDataModule
+    from lrexp.data.table_stream import StreamedTableDataModule
+    from lrexp.model import LogisticRegression
+
+    def trainer(epochs: int) -> L.Trainer:
+        return L.Trainer(
+            max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
+            enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+            num_sanity_val_steps=0,
+        )  # fmt: skip
+
+    start = time.perf_counter()
+    if kind.startswith("memory"):
+        data = TableDataModule(path, "y", test_path=test, val_fraction=0.0, batch_size=256)
+    else:
+        data = StreamedTableDataModule(path, "y", test_path=test, val_path=val, batch_size=256)
+    data.setup("fit")
+    setup_s = time.perf_counter() - start
+    rows = sum(data.class_counts)
+    if kind.endswith("epoch"):
+        hparams = {"optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "scheduler": None}
+    else:
+        hparams = {"optimizer": "lbfgs", "lr": 1.0, "tol": 1e-4}
+    model = LogisticRegression(
+        data.in_features, class_counts=data.class_counts, C=1.0, seed=0, **hparams
+    )
+    start = time.perf_counter()
+    trainer(1 if kind.endswith("epoch") else 20).fit(model, datamodule=data)
+    fit_s = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    weights = model.linear.weight.detach().flatten().tolist() + model.linear.bias.tolist()
+    return {"setup_s": setup_s, "fit_s": fit_s, "rows": rows, "peak_rss_mib": peak, "w": weights}
+
+
+def measure(kind: str, path: Path, val: Path, test: Path) -> dict:
+    command = [sys.executable, __file__, "--child", kind, str(path), str(val), str(test)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode:
+        raise RuntimeError(done.stderr[-3000:])
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def ddp_run(path: Path, val: Path, test: Path, folder: Path) -> dict:
+    """The train command under ddp_cpu: wall time and every process's peak RSS."""
+    command = [sys.executable, "-m", "lrexp.train", "data=table", "data.stream=true"]
+    command += ["data.target=y", f"data.path={path}", f"data.val_path={val}"]
+    command += [f"data.test_path={test}", "trainer=ddp_cpu", "model.optimizer=sgd"]
+    command += ["model.lr=0.01", "model.scheduler=null", "trainer.max_epochs=1", "logger=none"]
+    command += ["data.batch_size=256", "trainer.enable_progress_bar=false"]
+    command += [f"hydra.run.dir={folder / 'ddp_run'}"]
+    shutil.rmtree(folder / "ddp_run", ignore_errors=True)  # a fresh run dir each time
+    start = time.perf_counter()
+    log = (folder / "ddp.log").open("w")
+    process = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)
+    peaks: dict[str, int] = {}
+    while process.poll() is None:  # the session's processes: the command and its DDP ranks
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                if os.getsid(int(pid)) != process.pid:
+                    continue
+                status = Path(f"/proc/{pid}/status").read_text().splitlines()
+            except OSError:
+                continue
+            for line in status:
+                if line.startswith("VmHWM"):
+                    peaks[pid] = max(peaks.get(pid, 0), int(line.split()[1]) // 1024)
+        time.sleep(0.3)
+    if process.returncode:
+        raise RuntimeError((folder / "ddp.log").read_text()[-3000:])
+    rows = pq.ParquetFile(path).metadata.num_rows
+    return {"rows": rows, "wall_s": time.perf_counter() - start,
+            "peak_rss_mib_per_process": sorted(peaks.values(), reverse=True)}  # fmt: skip
+
+
+def vw_pass(path: Path, folder: Path) -> dict:
+    """Vowpal Wabbit's pass over its cache of the first VW_ROWS rows of `path`."""
+    text, cache = folder / "vw.txt", folder / "vw.cache"
+    rows = min(VW_ROWS, pq.ParquetFile(path).metadata.num_rows)
+    if not cache.exists():
+        say("writing VW text and cache")
+        names = [f"x{j}" for j in range(COLUMNS)]
+        written = 0
+        with text.open("w") as out:
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=GROUP_ROWS):
+                x = np.column_stack([batch.column(n).to_numpy() for n in names])
+                y = batch.column("y").to_numpy() * 2 - 1
+                take = min(len(y), rows - written)
+                y = y[:take]
+                lines = [
+                    f"{label} |f " + " ".join(map("{}:{:.6g}".format, names, row))
+                    for label, row in zip(y, x[:take], strict=True)
+                ]
+                out.write("\n".join(lines) + "\n")
+                written += take
+                if written >= rows:
+                    break
+        make = ["-d", str(text), "--cache_file", str(cache), "-k", "--quiet"]
+        subprocess.run([sys.executable, "-m", "vowpalwabbit", *make], check=True)
+    base = [sys.executable, "-c", "import vowpalwabbit"]
+    start = time.perf_counter()
+    subprocess.run(base, check=True)
+    startup = time.perf_counter() - start
+    # With the cache present, VW reads it and not the text.
+    run = [sys.executable, "-m", "vowpalwabbit", "-d", str(text), "--cache_file", str(cache)]
+    run += ["--quiet"]
+    run += ["--loss_function", "logistic"]
+    start = time.perf_counter()
+    subprocess.run(run, check=True)
+    seconds = time.perf_counter() - start - startup
+    return {"rows": rows, "pass_s": seconds, "rows_per_s": rows / seconds}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", default="2000000,10000000")
+    parser.add_argument("--dir", default=None)
+    parser.add_argument("--out", default=None)
+    parser.add_argument("--child", nargs=4, default=None)
+    parser.add_argument("--ddp-only", action="store_true")
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(*args.child)))
+        return
+    folder = Path(args.dir or tempfile.mkdtemp(prefix="lrexp_stream_"))
+    folder.mkdir(parents=True, exist_ok=True)
+    val = generate(folder / "val.parquet", 20_000, 1)
+    test = generate(folder / "test.parquet", 20_000, 2)
+    report: dict = {"epochs": [], "columns": COLUMNS, "row_group_rows": GROUP_ROWS}
+    sizes = [int(n) for n in args.rows.split(",")]
+    largest = generate(folder / f"train_{max(sizes)}.parquet", max(sizes), 0)
+    if args.ddp_only:
+        emit({"ddp_cpu": ddp_run(largest, val, test, folder)}, args.out)
+        return
+    for rows in sizes:
+        path = generate(folder / f"train_{rows}.parquet", rows, 0)
+        say(f"streamed epoch on {rows} rows")
+        got = measure("epoch", path, val, test)
+        report["epochs"].append({
+            "rows": got["rows"], "file_mib": path.stat().st_size / 2**20,
+            "float32_mib": rows * COLUMNS * 4 / 2**20, "statistics_pass_s": got["setup_s"],
+            "epoch_s": got["fit_s"], "rows_per_s": got["rows"] / got["fit_s"],
+            "peak_rss_mib": got["peak_rss_mib"],
+        })  # fmt: skip
+    first = report["epochs"][0]
+    say(f"in-memory epoch on {sizes[0]} rows")
+    memory = measure("memory_epoch", folder / f"train_{sizes[0]}.parquet", val, test)
+    report["memory_epoch"] = {
+        "rows": memory["rows"], "epoch_s": memory["fit_s"], "load_s": memory["setup_s"],
+        "rows_per_s": memory["rows"] / memory["fit_s"], "peak_rss_mib": memory["peak_rss_mib"],
+    }  # fmt: skip
+    report["streamed_over_memory_rows_per_s"] = (
+        first["rows_per_s"] / report["memory_epoch"]["rows_per_s"]
+    )
+    if len(report["epochs"]) > 1:
+        last = report["epochs"][-1]
+        report["epoch_time_growth"] = last["epoch_s"] / first["epoch_s"]
+        report["row_growth"] = last["rows"] / first["rows"]
+    say("ddp_cpu")
+    report["ddp_cpu"] = ddp_run(largest, val, test, folder)
+    say("Vowpal Wabbit")
+    vw = vw_pass(folder / f"train_{sizes[0]}.parquet", folder)
+    report["vw"] = vw
+    report["streamed_over_vw_rows_per_s"] = first["rows_per_s"] / vw["rows_per_s"]
+    small = generate(folder / f"train_{LBFGS_ROWS}.parquet", LBFGS_ROWS, 3)
+    say("L-BFGS, streamed and in memory")
+    streamed = measure("stream_lbfgs", small, val, test)
+    memory = measure("memory_lbfgs", small, val, test)
+    report["lbfgs"] = {
+        "rows": LBFGS_ROWS,
+        "streamed_s": streamed["setup_s"] + streamed["fit_s"],
+        "memory_s": memory["setup_s"] + memory["fit_s"],
+        "max_weight_difference": float(np.abs(np.subtract(streamed["w"], memory["w"])).max()),
+    }
+    report["lbfgs"]["streamed_over_memory"] = (
+        report["lbfgs"]["streamed_s"] / report["lbfgs"]["memory_s"]
+    )
+    emit(report, args.out)
+
+
+if __name__ == "__main__":
+    main()
