@@ -72,7 +72,8 @@ def sgd_auto_lr(
     x = x.double()
     if sample_weight is not None:
         relative = sample_weight.double() / sample_weight.double().mean()
-        x = x * relative.sqrt()[:, None]
+        scale = relative.sqrt()
+        x = x.scale_rows(scale) if isinstance(x, WideFeatures) else x * scale[:, None]
     n = len(x)
     c = 0.25 if num_classes == 2 else 0.5
     generator = torch.Generator().manual_seed(0)

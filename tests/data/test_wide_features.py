@@ -56,6 +56,8 @@ def test_the_products_equal_the_dense_matrixs(outputs: int) -> None:
     x.transposed_product(residual, weight, decay=0.3, scale=0.5, out=out)
     torch.testing.assert_close(out, 0.3 * weight + 0.5 * residual @ dense)
     torch.testing.assert_close(row_squared_norms(x), dense.pow(2).sum(1))
+    factor = torch.rand(len(x), generator=generator, dtype=torch.float64)
+    torch.testing.assert_close(x.scale_rows(factor).to_dense(), dense * factor[:, None])
 
 
 def test_rows_gather_in_any_order_and_slices_as_the_dense_rows() -> None:

@@ -180,6 +180,18 @@ class WideFeatures:
             self.per_row,
         )
 
+    def scale_rows(self, factor: Tensor) -> WideFeatures:
+        """Row i times factor[i]."""
+        return WideFeatures(
+            self.dense * factor[:, None],
+            self.indptr,
+            self.indices,
+            self.values * factor[self.rows],
+            self.sparse_width,
+            self.rows,
+            self.per_row,
+        )
+
     def to_dense(self) -> Tensor:
         """Every column, zeros too: only for a few rows or columns (tests, inference's slices)."""
         sparse = self.dense.new_zeros(len(self), self.sparse_width)
