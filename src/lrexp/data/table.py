@@ -195,12 +195,12 @@ class TableDataModule(RunExtras, SplitLoaders, L.LightningDataModule):
 
     @property
     def sparse_start(self) -> int | None:
-        """The first feature of the sparse block (lrexp.data.wide_features): its weights start
-        at 0, so that a column no training row holds (a hashed column no value hashes to)
-        keeps weight 0 whatever the penalty. None where every column is numeric."""
+        """The first one-hot or hashed feature (the sparse block, lrexp.data.wide_features; a
+        stream's are dense): their weights start at 0, so that a column no training row holds
+        (a hashed column no value hashes to) keeps weight 0 whatever the penalty. None where
+        every column is numeric."""
         kinds = self._state("kinds")
-        wide = set(kinds) - {"numeric"} and not self.streamed
-        return kinds.count("numeric") if wide else None
+        return kinds.count("numeric") if set(kinds) - {"numeric"} else None
 
     def reported_features(self) -> list[int]:
         """The features coefficients.csv lists: all but the hashed columns no training value

@@ -53,20 +53,9 @@ log = logging.getLogger(__name__)
 TRAIN, VAL, TEST = 0, 1, 2
 
 
-# data.categorical, data.hash_bits, data.text and data.ngram_max as the in-memory table has them.
-WIDE_DEFAULTS = {"categorical": "onehot", "hash_bits": 18, "text": None, "ngram_max": 1}
-
-
 def table_datamodule(stream: bool = False, val_path: str | None = None, **kwargs: Any):
     """data=table's DataModule: the table in memory, or (data.stream=true) streamed."""
     if stream:
-        # A stream's features are dense (one-hot columns made dense per row group).
-        wide = {k: kwargs.pop(k) for k in WIDE_DEFAULTS if k in kwargs}
-        if changed := [f"data.{k}={v}" for k, v in wide.items() if v != WIDE_DEFAULTS[k]]:
-            raise LrexpError(
-                f"{', '.join(changed)}: data.stream=true reads numeric and one-hot columns; "
-                "hashed and text columns need the table in memory (data.stream=false)"
-            )
         return StreamedTableDataModule(val_path=val_path, **kwargs)
     if val_path is not None:
         raise LrexpError(
@@ -117,18 +106,29 @@ class StreamedTableDataModule(TableDataModule):
         delimiter: str | None = None,
         onehot_drop: str | None = None,
         weight: str | None = None,
+        categorical: str = "onehot",
+        hash_bits: int = 18,
+        text: list[str] | None = None,
+        ngram_max: int = 1,
         seed: int | None = 0,
         minibatches_per_step: int = 64,
         batches_per_fetch: int | None = None,
         shuffle_rows: int = 2**16,
     ) -> None:
+        # A stream's features are dense: one-hot columns, made dense a row group at a time.
+        if categorical != "onehot" or text:
+            raise LrexpError(
+                f"data.categorical={categorical}, data.text={text}: data.stream=true reads "
+                "numeric and one-hot columns; hashed and text columns need the table in memory "
+                "(data.stream=false)"
+            )
         super().__init__(
             path=path, target=target, features=features, test_path=test_path,
             test_fraction=test_fraction, val_fraction=val_fraction, batch_size=batch_size,
             normalize=normalize, missing=missing, positive=positive, negative=negative,
             classes=classes, delimiter=delimiter, onehot_drop=onehot_drop, weight=weight,
-            seed=seed, minibatches_per_step=minibatches_per_step,
-            batches_per_fetch=batches_per_fetch,
+            hash_bits=hash_bits, ngram_max=ngram_max, seed=seed,
+            minibatches_per_step=minibatches_per_step, batches_per_fetch=batches_per_fetch,
         )  # fmt: skip
         if not (isinstance(shuffle_rows, int) and shuffle_rows > 0):
             raise LrexpError(f"data.shuffle_rows={shuffle_rows!r}: give a number of rows > 0")
