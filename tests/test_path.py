@@ -82,6 +82,24 @@ def test_refitting_a_path_value_from_scratch_reaches_the_same_objective(
     assert math.isclose(metrics["train/objective"], float(row["train/objective"]), rel_tol=1e-6)
 
 
+def test_the_best_points_validation_is_the_runs_and_sgd_walks_the_path_too(
+    path_run, tmp_path: Path, run_main
+) -> None:
+    """L-BFGS' points are scored without a Trainer: the best point's val/loss is the one the
+    run's own validation of that optimum gives. SGD's points each take a bare Trainer."""
+    run, common = path_run
+    rows = list(csv.DictReader((run / "path.csv").open()))
+    best = min(rows, key=lambda r: float(r["val/loss"]))
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["val/loss"] == pytest.approx(float(best["val/loss"]), rel=1e-5)
+    sgd = tmp_path / "sgd"
+    overrides = ["model.optimizer=sgd", "trainer.max_epochs=3", "model.C=path"]
+    overrides += ["model.path_length=3", f"hydra.run.dir={sgd}"]
+    assert run_main(train.main, *common, *overrides) == 0
+    sgd_rows = list(csv.DictReader((sgd / "path.csv").open()))
+    assert len(sgd_rows) == 3 and all(math.isfinite(float(r["val/loss"])) for r in sgd_rows)
+
+
 @pytest.mark.parametrize(
     ("overrides", "words"),
     [

@@ -109,12 +109,13 @@ class LogisticRegression(L.LightningModule):
             self.solver.training_step(self, group)
 
     def validation_step(self, batch: Minibatches | tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._evaluate("val", batch)
+        self.evaluate("val", batch)
 
     def test_step(self, batch: Minibatches | tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._evaluate("test", batch)
+        self.evaluate("test", batch)
 
-    def _evaluate(self, stage: str, batch: Minibatches | tuple[Tensor, Tensor]) -> None:
+    def evaluate(self, stage: str, batch: Minibatches | tuple[Tensor, Tensor]) -> None:
+        """The metrics' update for a batch of the stage (val, test): loss, probabilities."""
         group = batch if isinstance(batch, Minibatches) else Minibatches.of(*batch)
         for x, y, sample_weight in group:
             logits = self.logits(x)

@@ -16,6 +16,7 @@ import csv
 import io
 import logging
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +25,7 @@ import torch
 from torch import Tensor
 
 from lrexp import solvers
-from lrexp.data.batches import preprocessed_split
+from lrexp.data.batches import Minibatches, preprocessed_split
 from lrexp.data.wide_features import Features, transposed_product
 from lrexp.errors import LrexpError
 
@@ -83,31 +84,25 @@ def fit_path(
     """Fit every value of the path in turn, from the previous optimum; leave the model at the
     best value (lowest `key`: a loss; highest otherwise) and its optimum. Returns the rows of
     path.csv, the weights at each value (for the figure) and the best C."""
-    x, y, sample_weight = preprocessed_split(datamodule, "train", model.device)
+    model.to(trainer.strategy.root_device)
+    training = preprocessed_split(datamodule, "train", model.device)
+    x, y, sample_weight = training
     values = path_values(x, y, model.hparams.num_classes, model.hparams.path_length, sample_weight)
+    if isinstance(model.solver, solvers.LBFGS):
+        fit_point = _lbfgs_points(model, datamodule, trainer, training)
+    else:
+        fit_point = _trainer_points(model, datamodule, trainer, training)
     rows, weights = [], {}
     minimise = key.endswith("loss") or key.endswith("objective")
     best, best_score, best_state = None, math.inf, None
-    keeps = isinstance(model.solver, solvers.LBFGS)  # one centred copy for every point
-    if keeps:
-        model.solver.keep_problem = True
-    loaders: dict[str, Any] = {"datamodule": datamodule}
     for index, C in enumerate(values):
         model.set_C(C)
-        point = bare_trainer(trainer)
-        point.fit(model, **loaders)
-        # The first point's loaders serve every later one: the same preprocessed tensors, so
-        # no point preprocesses the splits again (and L-BFGS keeps its centred copy).
-        loaders = {"train_dataloaders": point.train_dataloader}
-        loaders["val_dataloaders"] = point.val_dataloaders
-        point.validate(model, dataloaders=loaders["val_dataloaders"], verbose=False)
-        scores = {k: v.item() for k, v in point.callback_metrics.items() if k.startswith("val/")}
+        report, scores = fit_point()
         if key not in scores:
             raise LrexpError(
                 f"optimized_metric={key} is not a validation metric of a path point: use one of "
                 f"{sorted(scores)} (and data.val_fraction > 0)"
             )
-        report = solvers.objective_report(model, x, y, sample_weight)
         weight = model.linear.weight.detach().clone().cpu()
         row = {"C": C, **report, **scores, "nonzero_weights": int((weight != 0).sum())}
         rows.append(row)
@@ -120,12 +115,64 @@ def fit_path(
         if score < best_score:
             best, best_score = C, score
             best_state = {k: v.clone() for k, v in model.linear.state_dict().items()}
-    if keeps:
-        model.solver.keep_problem, model.solver.problem = False, None
+    if isinstance(model.solver, solvers.LBFGS):
+        model.solver.problem = None  # the centred copy every point shared
     model.linear.load_state_dict(best_state)
     model.set_C(best)
     log.info(f"model.C=path: best C={best:.4g} ({key}); the run fits it once more from there")
     return rows, weights, best
+
+
+Point = Callable[[], tuple[dict[str, float], dict[str, float]]]
+
+
+def _lbfgs_points(
+    model: LogisticRegression,
+    datamodule: L.LightningDataModule,
+    trainer: L.Trainer,
+    training: tuple[Tensor, Tensor, Tensor | None],
+) -> Point:
+    """Each point fitted by L-BFGS on the in-memory rows without a Trainer
+    (solvers.LBFGS.fit_rows: the epochs a run would take, the same arithmetic, one centred copy
+    for every point), then scored on the validation split by the model's own metrics. A
+    Trainer per point costs several times the fit of a point."""
+    validation = preprocessed_split(datamodule, "val", model.device)
+    epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else 1000
+
+    def point() -> tuple[dict[str, float], dict[str, float]]:
+        report = model.solver.fit_rows(model, *training, epochs)
+        if not len(validation[1]):
+            return report, {}
+        with torch.no_grad():
+            model.evaluate("val", Minibatches.of(*validation))
+        return report, model.metrics.compute("val")
+
+    return point
+
+
+def _trainer_points(
+    model: LogisticRegression,
+    datamodule: L.LightningDataModule,
+    trainer: L.Trainer,
+    training: tuple[Tensor, Tensor, Tensor | None],
+) -> Point:
+    """Each point fitted and validated by a bare Trainer (the minibatch solvers' epochs,
+    schedules and L1 steps); the first point's loaders serve every later one, so no point
+    preprocesses the splits again."""
+    loaders: dict[str, Any] = {"datamodule": datamodule}
+
+    def point() -> tuple[dict[str, float], dict[str, float]]:
+        fitter = bare_trainer(trainer)
+        fitter.fit(model, **loaders)
+        loaders.clear()
+        loaders["train_dataloaders"] = fitter.train_dataloader
+        loaders["val_dataloaders"] = fitter.val_dataloaders
+        fitter.validate(model, dataloaders=loaders["val_dataloaders"], verbose=False)
+        metrics = fitter.callback_metrics
+        scores = {k: v.item() for k, v in metrics.items() if k.startswith("val/")}
+        return solvers.objective_report(model, *training), scores
+
+    return point
 
 
 def write_path(

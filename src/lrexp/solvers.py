@@ -573,10 +573,8 @@ class LBFGS(Solver):
 
     def __init__(self, hparams: Any) -> None:
         super().__init__(hparams)
-        self.problem: CentredFloat64 | None = None  # during a fit
-        # Keep the problem after a fit, for the next fit on the same rows (lrexp.path: one fit
-        # per C); it holds a float32 and a centred copy of the training split until released.
-        self.keep_problem = False
+        # During a fit; lrexp.path's points (fit_rows) share one until the path ends.
+        self.problem: CentredFloat64 | None = None
         self.products = torch.float32 if hparams.tol >= FLOAT32_PRODUCTS_MIN_TOL else torch.float64
 
     @classmethod
@@ -593,7 +591,12 @@ class LBFGS(Solver):
     def configure(self, model: LogisticRegression) -> dict[str, Any]:
         """L-BFGS moves float64 copies of the parameters (CentredFloat64.parameters); each
         epoch's step copies them from and back to the model's."""
-        optimizer = torch.optim.LBFGS(
+        optimizer = self.make_optimizer(model)
+        self.say_ignored()
+        return {"optimizer": optimizer}
+
+    def make_optimizer(self, model: LogisticRegression) -> torch.optim.LBFGS:
+        return torch.optim.LBFGS(
             CentredFloat64.parameters(model),
             lr=self.hp.lr,
             max_iter=self.hp.max_iter,
@@ -604,12 +607,9 @@ class LBFGS(Solver):
             history_size=10,
             line_search_fn="strong_wolfe",
         )
-        self.say_ignored()
-        return {"optimizer": optimizer}
 
     def on_train_end(self, model: LogisticRegression) -> None:
-        if not self.keep_problem:
-            self.problem = None  # the centred copy of the training split
+        self.problem = None  # the centred copy of the training split
 
     def skips_rest_of_epoch(self, batch_idx: int) -> bool:
         """L-BFGS takes the epoch's step on its first group."""
@@ -627,11 +627,7 @@ class LBFGS(Solver):
             if self.problem is None or not self.problem.holds(x, y, sample_weight):
                 self.problem = CentredFloat64(x, y, self.products, sample_weight)
         problem, objective = self.problem, model.objective
-        optimizer = model.optimizers()
-        weight, centred_bias = optimizer.optimizer.param_groups[0]["params"]
-        problem.load(model, weight, centred_bias)
-        optimizer.step(closure=lambda: problem.evaluate(objective, weight, centred_bias))
-        problem.store(model, weight, centred_bias)
+        self.iterate(model, model.optimizers(), problem)
         if isinstance(problem, StreamedFloat64):
             # The training rows' scores would take a pass of their own: the loss alone.
             self.report, loss = problem.report(model)
@@ -658,6 +654,40 @@ class LBFGS(Solver):
             model.metrics.update("train", objective.probs(logits), y, loss, sizes, sample_weight)
         else:
             model.metrics.update_loss("train", loss, sizes)
+
+    @staticmethod
+    def iterate(model: LogisticRegression, optimizer: Any, problem: CentredFloat64) -> None:
+        """One epoch's `max_iter` iterations: (w, c) from the model, L-BFGS' step on the
+        problem, and back. `optimizer`: torch's LBFGS or Lightning's wrapper of it."""
+        torch_optimizer = getattr(optimizer, "optimizer", optimizer)
+        weight, centred_bias = torch_optimizer.param_groups[0]["params"]
+        problem.load(model, weight, centred_bias)
+        optimizer.step(closure=lambda: problem.evaluate(model.objective, weight, centred_bias))
+        problem.store(model, weight, centred_bias)
+
+    def fit_rows(
+        self,
+        model: LogisticRegression,
+        x: Tensor,
+        y: Tensor,
+        sample_weight: Tensor | None,
+        epochs: int,
+    ) -> dict[str, float]:
+        """A fit on in-memory rows without a Trainer (lrexp.path's points): a run's epochs, each
+        `iterate`, up to `epochs` or until the largest gradient entry is <= tol, as a run
+        stops; a fresh L-BFGS history, as a fit's configure gives. Returns the objective's
+        report at the end."""
+        if self.problem is None or not self.problem.holds(x, y, sample_weight):
+            self.problem = CentredFloat64(x, y, self.products, sample_weight)
+        optimizer = self.make_optimizer(model)
+        for _ in range(epochs):
+            self.iterate(model, optimizer, self.problem)
+            self.report = objective_report(model, x, y, sample_weight)
+            self.last_grad_norm = self.report["train/grad_norm"]
+            if self.last_grad_norm <= self.hp.tol:
+                break
+        check_finite(model, torch.tensor([self.report["train/objective"]]))
+        return self.report
 
 
 SOLVERS: dict[str, type[Solver]] = {s.name: s for s in (SGD, Adam, LBFGS)}
