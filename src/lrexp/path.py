@@ -5,9 +5,10 @@ The values: model.path_length values of C, log-spaced over four decades upwards 
 where the L1 penalty would keep every weight at zero (scikit-learn's l1_min_c for the log
 loss: 2 / max |Yᵀ X| with Y the ±1 one-vs-rest labels; glmnet's λ_max), so the path runs from
 a nearly constant model to a nearly unpenalised one (glmnet's ratio of 1e-4). Each point is
-fitted by the run's own solver on a bare Trainer (no logger, checkpoint or bar), from the
-previous optimum; the pipeline then fits the best value once more with the run's own Trainer,
-from its optimum, so that the run's checkpoints, curves and metrics are that model's.
+fitted by the run's own solver from the previous optimum: L-BFGS on the in-memory rows
+directly, the minibatch solvers on a bare Trainer (no logger, checkpoint or bar); the pipeline
+then fits the best value once more with the run's own Trainer, from its optimum, so that the
+run's checkpoints, curves and metrics are that model's.
 """
 
 from __future__ import annotations
