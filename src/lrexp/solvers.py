@@ -103,23 +103,15 @@ class Solver(nn.Module):
     name: ClassVar[str]
     # model.* keys this solver ignores: a set one is reported once, when the fit starts.
     ignores: ClassVar[tuple[str, ...]] = ()
+    # model.lr=auto: the step this solver takes whatever the data; None: measured on the data
+    # (sgd_auto_lr).
+    default_lr: ClassVar[float | None] = None
 
     def __init__(self, hparams: Any) -> None:
         super().__init__()
         self.hp = hparams
         self.report: dict[str, float] = {}
         self.last_grad_norm: float | None = None  # where the solver measured it at the end
-
-    @classmethod
-    def auto_lr(
-        cls,
-        x: Tensor,
-        batch_size: int,
-        num_classes: int,
-        momentum: float,
-        sample_weight: Tensor | None = None,
-    ) -> float:
-        raise NotImplementedError
 
     def configure(self, model: LogisticRegression) -> dict[str, Any]:
         raise NotImplementedError
@@ -387,32 +379,11 @@ class FlatParameters:
 class SGD(MinibatchSolver):
     name = "sgd"
 
-    @classmethod
-    def auto_lr(
-        cls,
-        x: Tensor,
-        batch_size: int,
-        num_classes: int,
-        momentum: float,
-        sample_weight: Tensor | None = None,
-    ) -> float:
-        return sgd_auto_lr(x, batch_size, num_classes, momentum, sample_weight)
-
 
 class Adam(MinibatchSolver):
     name = "adam"
     ignores = ("momentum",)
-
-    @classmethod
-    def auto_lr(
-        cls,
-        x: Tensor,
-        batch_size: int,
-        num_classes: int,
-        momentum: float,
-        sample_weight: Tensor | None = None,
-    ) -> float:
-        return 1e-3  # Adam's usual default: its steps are scaled per coordinate
+    default_lr = 1e-3  # Adam's usual default: its steps are scaled per coordinate
 
 
 def stock_step(
@@ -570,23 +541,13 @@ def training_stream(model: LogisticRegression) -> Passes | None:
 class LBFGS(Solver):
     name = "lbfgs"
     ignores = ("momentum", "scheduler")
+    default_lr = 1.0  # the unit first step, which the line search scales
 
     def __init__(self, hparams: Any) -> None:
         super().__init__(hparams)
         # During a fit; lrexp.path's points (fit_rows) share one until the path ends.
         self.problem: CentredFloat64 | None = None
         self.products = torch.float32 if hparams.tol >= FLOAT32_PRODUCTS_MIN_TOL else torch.float64
-
-    @classmethod
-    def auto_lr(
-        cls,
-        x: Tensor,
-        batch_size: int,
-        num_classes: int,
-        momentum: float,
-        sample_weight: Tensor | None = None,
-    ) -> float:
-        return 1.0  # the unit first step, which the line search scales
 
     def configure(self, model: LogisticRegression) -> dict[str, Any]:
         """L-BFGS moves float64 copies of the parameters (CentredFloat64.parameters); each
@@ -763,7 +724,10 @@ def resolve_lr(
     """model.lr, with `auto` replaced by the solver's own choice."""
     if lr != "auto":
         return float(lr)
-    return SOLVERS[optimizer].auto_lr(train_x, batch_size, num_classes, momentum, sample_weight)
+    fixed = SOLVERS[optimizer].default_lr
+    if fixed is not None:
+        return fixed
+    return sgd_auto_lr(train_x, batch_size, num_classes, momentum, sample_weight)
 
 
 @torch.no_grad()
