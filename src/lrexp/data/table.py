@@ -6,7 +6,8 @@ float32, the others (strings, the target) as Arrow arrays. The target becomes la
 `table_labels` (the run logs which value is label 1), the feature columns are encoded by
 `table_columns` into raw features, and `table_preprocessing` learns the training statistics and
 turns raw features into the model's (its docstring describes both layouts); `preprocess` and
-`export_preprocessing` share its one code path.
+`export_preprocessing` share its one code path. What a table adds to a run (coefficients.csv,
+the fit's statistics, its figures) is `table_extras`'.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor, nn
 
 from lrexp.data.batches import SplitLoaders
-from lrexp.data.extras import Fitted, RunExtras
 from lrexp.data.labels import log_balance, split_label_check, stratified_split
 from lrexp.data.table_columns import (
     category_codes,
@@ -33,6 +33,7 @@ from lrexp.data.table_columns import (
     column_kind,
     sample_weight_column,
 )
+from lrexp.data.table_extras import TableExtras
 from lrexp.data.table_file import TableColumns, TableFile
 from lrexp.data.table_hashing import (
     Encoding,
@@ -55,17 +56,16 @@ from lrexp.data.wide_features import Features, WideFeatures
 from lrexp.errors import LrexpError
 
 if TYPE_CHECKING:
-    from matplotlib.figure import Figure
+    from lrexp.data.extras import Fitted
 
 log = logging.getLogger(__name__)
 
 MISSING_POLICIES = ("error", "mean", "drop")
 ONEHOT_DROPS = (None, "first")  # scikit-learn's OneHotEncoder(drop=...)
 PREPROCESS_ROWS = 2**16
-TOP_TOKENS = 10  # the most positive and most negative tokens a run logs and draws, per class
 
 
-class TableDataModule(RunExtras, SplitLoaders, L.LightningDataModule):
+class TableDataModule(TableExtras, SplitLoaders, L.LightningDataModule):
     """A table file → seeded stratified train/val/test splits of standardised, one-hot features.
 
     All preprocessing state (columns, their kinds, categories, statistics, imputation values and
@@ -739,58 +739,3 @@ class TableDataModule(RunExtras, SplitLoaders, L.LightningDataModule):
             )
         else:
             log.info(f"data.target={self.hparams.target!r}: classes {names} ({rule})")
-
-    # --- what a table adds to a run (lrexp.data.extras) ----------------------------------------
-
-    def run_metrics(self, fitted: Fitted) -> dict[str, float]:
-        """The training fit's log-likelihood, AIC, BIC and pseudo-R² (lrexp.coefficients)."""
-        return self._coefficients(fitted)[1]
-
-    def run_figures(self, fitted: Fitted) -> dict[str, Figure]:
-        """The test split's figures and the largest coefficients with their intervals."""
-        from lrexp.plots import coefficients
-
-        rows = self._coefficients(fitted)[0]
-        figures = {"coefficients": coefficients(rows)}
-        if self.token_values:
-            figures["tokens"] = coefficients(self._token_rows(fitted), top=2 * TOP_TOKENS)
-        return figures | super().run_figures(fitted)
-
-    def _token_rows(self, fitted: Fitted) -> list[dict]:
-        """Per class, the TOP_TOKENS most positive and most negative text tokens' weights (a
-        hashed column's tokens, the most frequent first), also logged."""
-        first = self.in_features - self._hashed_width()
-        columns = sorted(self.token_values)
-        names = [" | ".join(self.token_values[k]) for k in columns]
-        labels = self.label_names[-1:] if len(fitted.weight) == 1 else self.label_names
-        rows = []
-        for label, weights in zip(labels, fitted.weight, strict=True):
-            tokens = weights[[first + k for k in columns]]
-            order = tokens.argsort(descending=True).tolist()
-            positive = [j for j in order[:TOP_TOKENS] if tokens[j] > 0]
-            negative = [j for j in order[::-1][:TOP_TOKENS] if tokens[j] < 0]
-            log.info(
-                f"data.text, class {label}: most positive tokens "
-                f"{[names[j] for j in positive]}, most negative {[names[j] for j in negative]}"
-            )
-            for j in positive + negative[::-1]:
-                w = float(tokens[j])
-                rows.append(
-                    {"class": label, "feature": names[j], "weight": w, "odds_ratio": math.exp(w)}
-                )
-        return rows
-
-    def run_files(self, fitted: Fitted) -> dict[str, bytes]:
-        """coefficients.csv: each feature's weight, odds ratio and Wald inference."""
-        from lrexp.coefficients import COEFFICIENTS_FILE, coefficients_csv
-
-        return {COEFFICIENTS_FILE: coefficients_csv(self._coefficients(fitted)[0])}
-
-    def _coefficients(self, fitted: Fitted) -> tuple[list[dict], dict[str, float]]:
-        """coefficients.csv's rows and the fit statistics, computed once per fitted model (the
-        three questions above, and the pipeline's scoring and finishing, share them)."""
-        from lrexp.coefficients import table_rows
-
-        if self._inference is None or not self._inference[0].same_fit(fitted):
-            self._inference = (fitted, *table_rows(fitted, self))
-        return self._inference[1], self._inference[2]
