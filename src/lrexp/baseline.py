@@ -104,7 +104,7 @@ def baseline(cfg: DictConfig) -> dict[str, float]:
     sklearn_model = _sklearn_model(sklearn_arguments(cfg))
     if trainer.world_size > 1:
         raise LrexpError("the baseline runs in one process: use trainer=cpu or trainer=gpu")
-    if getattr(datamodule, "streamed", False):
+    if datamodule.streamed:
         raise LrexpError(
             "data.stream=true: the baseline fits scikit-learn on the training split in memory; "
             "use data.stream=false (a table that fits)"

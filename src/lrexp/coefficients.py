@@ -110,7 +110,7 @@ def table_rows(
     """coefficients.csv's rows and the fit statistics for metrics.json (train/aic, ...)."""
     fit = table_fit(fitted, datamodule)
     names = datamodule.feature_names, datamodule.label_names
-    reported = getattr(datamodule, "reported_features", lambda: None)()
+    reported = datamodule.reported_features()
     rows = coefficient_rows(fitted.weight, fitted.bias, *names, fit, fitted.ci_level, reported)
     return rows, ({} if fit is None else fit.statistics)
 

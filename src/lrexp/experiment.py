@@ -54,8 +54,7 @@ def build_experiment(
         L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = build(cfg.data, "data")
     trainer, fast = build_trainer(cfg)
-    streamed = getattr(datamodule, "streamed", False)
-    if cfg.model.optimizer == "lbfgs" and trainer.world_size > 1 and not streamed:
+    if cfg.model.optimizer == "lbfgs" and trainer.world_size > 1 and not datamodule.streamed:
         raise LrexpError(
             "model.optimizer=lbfgs runs in one process (full-batch steps): use trainer=cpu or "
             "trainer=gpu, data.stream=true (one pass per evaluation, over the ranks), or "
@@ -76,11 +75,11 @@ def build_model(
     on the training split at the step's effective minibatch: DDP averages the gradients of
     `world_size` minibatches, so N ranks at batch B step like one process at N·B."""
     check_class_weight(cfg.model.get("class_weight"), datamodule.num_classes)
-    streamed = getattr(datamodule, "streamed", False)
+    streamed = datamodule.streamed
     # A stream's training rows are counted, not held; a wide table's features are mostly not
     # stored (lrexp.data.wide_features).
     rows = int(sum(datamodule.class_counts)) if streamed else len(datamodule.splits["train"][1])
-    width = getattr(datamodule, "stored_width", datamodule.in_features)
+    width = datamodule.stored_width
     optimizer, why = solvers.choose_optimizer(cfg.model, rows, width, world_size, streamed)
     if why:
         log.info(f"model.optimizer=auto: {optimizer} ({why})")
@@ -120,7 +119,7 @@ def build_model(
     )
     # A wide table's one-hot and hashed columns start at weight 0: one that no training row
     # holds then stays 0, instead of keeping its random initial weight.
-    if (start := getattr(datamodule, "sparse_start", None)) is not None:
+    if (start := datamodule.sparse_start) is not None:
         with torch.no_grad():
             model.linear.weight[:, start:] = 0.0
     return model

@@ -49,7 +49,22 @@ class Fitted:
 class RunExtras:
     """The contract, with what every kind of data gets: no extra metrics or files, and the test
     split's confusion matrix and reliability diagram (and ROC curve for two labels). A
-    DataModule with `splits` and `label_names` mixes it in and overrides what its kind adds."""
+    DataModule with `splits`, `label_names` and `in_features` mixes it in and overrides what its
+    kind adds."""
+
+    # Whether the training split is streamed (never held whole): lrexp.data.table_stream.
+    streamed = False
+
+    @property
+    def stored_width(self) -> int:
+        """Numbers per training row as the model holds its features (the model.optimizer=auto
+        budget): all of them, unless a wide table's sparse block holds fewer."""
+        return self.in_features
+
+    @property
+    def sparse_start(self) -> int | None:
+        """The first feature of a sparse block whose weights start at 0; None: none."""
+        return None
 
     def sample_weights(self, split: str) -> Tensor | None:
         """The split's per-row sample weights (float32, in `splits` order), which the fit, the

@@ -73,8 +73,6 @@ class TableDataModule(TableExtras, SplitLoaders, L.LightningDataModule):
     checkpoint (state_dict), so eval and predict never recompute it.
     """
 
-    streamed = False  # the table in memory (lrexp.data.table_stream streams one)
-
     def __init__(
         self,
         path: str,
