@@ -16,12 +16,12 @@ one torch thread:
 - `python -m lrexp.train ... data.stream=true trainer=ddp_cpu` (SGD, one epoch, on the largest
   of --rows): the whole command's wall time and each process's peak RSS (VmHWM, polled), the
   statistics pass, the epoch and the scoring passes included;
-- full-batch L-BFGS (tol 1e-4) on a 200 000-row table: streamed (one pass over the row groups
-  per evaluation) against in memory, seconds to the optimum (setup and fit), and the largest
-  difference of their weights.
+- full-batch L-BFGS (tol 1e-4) on a 200 000-row table, three times each in turn: streamed (one
+  pass over the row groups per evaluation) against in memory, seconds to the optimum (setup
+  and fit; the fastest of each), and the largest difference of their weights.
 
 Usage: python benchmarks/stream.py [--rows 2000000,10000000] [--dir DIR] [--out FILE]
-[--ddp-only] (only the ddp_cpu run, on the largest of --rows).
+[--ddp-only] (only the ddp_cpu run, on the largest of --rows) [--lbfgs-only] (only L-BFGS).
 Progress goes to stderr. Needs the disk for the largest table (~0.7 GB per 10M rows).
 """
 
@@ -199,6 +199,31 @@ def vw_pass(path: Path, folder: Path) -> dict:
     return {"rows": rows, "pass_s": seconds, "rows_per_s": rows / seconds}
 
 
+def lbfgs_report(folder: Path, val: Path, test: Path, repeats: int = 3) -> dict:
+    """Full-batch L-BFGS streamed and in memory on one LBFGS_ROWS-row table, each `repeats`
+    times in turn: the fastest of each (a fit of well under a second moves with the machine's
+    other load)."""
+    small = generate(folder / f"train_{LBFGS_ROWS}.parquet", LBFGS_ROWS, 3)
+    say("L-BFGS, streamed and in memory")
+    seconds: dict[str, list[float]] = {"stream_lbfgs": [], "memory_lbfgs": []}
+    weights = {}
+    for _ in range(repeats):
+        for kind, times in seconds.items():
+            got = measure(kind, small, val, test)
+            times.append(got["setup_s"] + got["fit_s"])
+            weights[kind] = got["w"]
+    report = {
+        "rows": LBFGS_ROWS,
+        "streamed_s": seconds["stream_lbfgs"],
+        "memory_s": seconds["memory_lbfgs"],
+        "max_weight_difference": float(
+            np.abs(np.subtract(weights["stream_lbfgs"], weights["memory_lbfgs"])).max()
+        ),
+    }
+    report["streamed_over_memory"] = min(seconds["stream_lbfgs"]) / min(seconds["memory_lbfgs"])
+    return report
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", default="2000000,10000000")
@@ -206,6 +231,7 @@ def main() -> None:
     parser.add_argument("--out", default=None)
     parser.add_argument("--child", nargs=4, default=None)
     parser.add_argument("--ddp-only", action="store_true")
+    parser.add_argument("--lbfgs-only", action="store_true")
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(*args.child)))
@@ -215,6 +241,9 @@ def main() -> None:
     val = generate(folder / "val.parquet", 20_000, 1)
     test = generate(folder / "test.parquet", 20_000, 2)
     report: dict = {"epochs": [], "columns": COLUMNS, "row_group_rows": GROUP_ROWS}
+    if args.lbfgs_only:
+        emit({"lbfgs": lbfgs_report(folder, val, test)}, args.out)
+        return
     sizes = [int(n) for n in args.rows.split(",")]
     largest = generate(folder / f"train_{max(sizes)}.parquet", max(sizes), 0)
     if args.ddp_only:
@@ -250,19 +279,7 @@ def main() -> None:
     vw = vw_pass(folder / f"train_{sizes[0]}.parquet", folder)
     report["vw"] = vw
     report["streamed_over_vw_rows_per_s"] = first["rows_per_s"] / vw["rows_per_s"]
-    small = generate(folder / f"train_{LBFGS_ROWS}.parquet", LBFGS_ROWS, 3)
-    say("L-BFGS, streamed and in memory")
-    streamed = measure("stream_lbfgs", small, val, test)
-    memory = measure("memory_lbfgs", small, val, test)
-    report["lbfgs"] = {
-        "rows": LBFGS_ROWS,
-        "streamed_s": streamed["setup_s"] + streamed["fit_s"],
-        "memory_s": memory["setup_s"] + memory["fit_s"],
-        "max_weight_difference": float(np.abs(np.subtract(streamed["w"], memory["w"])).max()),
-    }
-    report["lbfgs"]["streamed_over_memory"] = (
-        report["lbfgs"]["streamed_s"] / report["lbfgs"]["memory_s"]
-    )
+    report["lbfgs"] = lbfgs_report(folder, val, test)
     emit(report, args.out)
 
 

@@ -440,16 +440,21 @@ class CentredFloat64:
     ) -> None:
         self.source = (x, y, sample_weight)
         self.implicit: Tensor | None = None  # μ where the copy is not centred (else 0)
+        dense = x.dense if isinstance(x, WideFeatures) else x
+        # μ rounded to `products`, the dtype the copy is centred in: then X - 1μᵀ is the copy
+        # up to its own rounding, and (w, c) with c = b + w·μ the exact change of variables.
+        # Centring in the products' dtype also never holds a float64 copy of a float32 split.
+        mean = dense.mean(0).to(products)
+        centred = dense.to(products) - mean
+        self.mean = mean.double()
         if isinstance(x, WideFeatures):
-            dense = x.dense.double()
-            mean = dense.mean(0)
-            sums = dense.new_zeros(x.sparse_width).index_add_(0, x.indices, x.values.double())
-            self.implicit = torch.cat([torch.zeros_like(mean), sums / max(len(x), 1)])
-            self.mean = torch.cat([mean, self.implicit[len(mean) :]])
-            self.x = x.with_dense(dense - mean).to(products)
+            sums = dense.new_zeros(x.sparse_width, dtype=torch.float64)
+            sums.index_add_(0, x.indices, x.values.double())
+            self.implicit = torch.cat([torch.zeros_like(self.mean), sums / max(len(x), 1)])
+            self.mean = torch.cat([self.mean, self.implicit[len(mean) :]])
+            self.x = x.with_dense(centred).to(products)
         else:
-            self.mean = x.double().mean(0)
-            self.x = (x.double() - self.mean).to(products)
+            self.x = centred
         self.y = y
         self.sample_weight = None if sample_weight is None else sample_weight.double()
 

@@ -98,7 +98,10 @@ class StreamedSums:
             raise RuntimeError("StreamedSums: this rank has no training rows")
         total = all_reduce(total.to(device))
         self.rows = total[-1].item()  # the rows' total sample weight, with weights
-        self.mean = total[:-2] / total[-2]
+        # Rounded to the products' dtype, which each row group is centred in: the change of
+        # variables c = b + w·μ stays exact (as CentredFloat64's).
+        self.mean = (total[:-2] / total[-2]).to(products).double()
+        self.products_mean = self.mean.to(products)
 
     def value_and_gradient(
         self, objective: Objective, weight: Tensor, centred_bias: Tensor
@@ -109,7 +112,7 @@ class StreamedSums:
         parts = (1, weight.numel(), centred_bias.numel())
         total = torch.zeros(sum(parts), dtype=torch.float64, device=weight.device)
         for x, y, sample_weight in self.passes():
-            centred = (x.double() - self.mean).to(self.products)
+            centred = x.to(self.products) - self.products_mean
             value, grad_w, grad_b = summed.value_and_gradient(
                 centred, y, weight, centred_bias, sample_weight
             )
