@@ -105,7 +105,10 @@ class TablePreprocessing(nn.Module):
         offset = codes - self.skip
         hot = (offset >= 0) & (offset < count) & ~torch.isnan(offset)
         indices = torch.where(hot, offset.nan_to_num(0).long() + first, 0)
-        return WideFeatures.fixed(numeric, indices, hot.to(numeric.dtype), self.onehot_width)
+        # Row-major, as the dense path's features: `raw` may be a column-major view (the
+        # table's), and minibatches gather rows (a column-major gather costs several times).
+        dense = numeric.contiguous()
+        return WideFeatures.fixed(dense, indices, hot.to(numeric.dtype), self.onehot_width)
 
 
 def learn_state(

@@ -34,33 +34,52 @@ class WideFeatures:
     def __init__(
         self,
         dense: Tensor,
-        indptr: Tensor,
+        indptr: Tensor | None,
         indices: Tensor,
         values: Tensor,
         sparse_width: int,
         rows: Tensor | None = None,
         per_row: int | None = None,
     ) -> None:
-        self.dense, self.indptr, self.indices, self.values = dense, indptr, indices, values
+        self.dense, self.indices, self.values = dense, indices, values
         # Entries per row where every row has as many (one-hot and hashed columns alone): rows
-        # are then gathered as rows of (rows, per_row) views.
+        # are then gathered as rows of (rows, per_row) views, the products take those views,
+        # and indptr and rows are made only where something asks for them.
         self.sparse_width, self.per_row = sparse_width, per_row
-        if rows is None:
-            lengths = indptr[1:] - indptr[:-1]
-            rows = torch.repeat_interleave(
-                torch.arange(len(lengths), device=indptr.device), lengths, output_size=len(indices)
-            )
-        self.rows = rows
+        if indptr is None and per_row is None:
+            raise ValueError("WideFeatures: indptr is needed unless every row has per_row entries")
+        self._indptr, self._rows = indptr, rows
 
     @classmethod
     def fixed(cls, dense: Tensor, indices: Tensor, values: Tensor, sparse_width: int):
         """Rows of the same number of entries: `indices` and `values` (rows, per row)."""
-        n, per_row = indices.shape
-        device = indices.device
-        indptr = torch.arange(n + 1, device=device) * per_row
-        rows = torch.arange(n, device=device)[:, None].expand(n, per_row).reshape(-1)
+        per_row = indices.shape[1]
         flat_indices, flat_values = indices.reshape(-1), values.reshape(-1)
-        return cls(dense, indptr, flat_indices, flat_values, sparse_width, rows, per_row)
+        return cls(dense, None, flat_indices, flat_values, sparse_width, None, per_row)
+
+    @property
+    def indptr(self) -> Tensor:
+        if self._indptr is None:
+            self._indptr = torch.arange(len(self) + 1, device=self.device) * self.per_row
+        return self._indptr
+
+    @property
+    def rows(self) -> Tensor:
+        """The row of each entry."""
+        if self._rows is None:
+            if self.per_row is not None:
+                n = len(self)
+                self._rows = (
+                    torch.arange(n, device=self.device)[:, None].expand(n, self.per_row).reshape(-1)
+                )
+            else:
+                lengths = self.indptr[1:] - self.indptr[:-1]
+                self._rows = torch.repeat_interleave(
+                    torch.arange(len(lengths), device=self.device),
+                    lengths,
+                    output_size=len(self.indices),
+                )
+        return self._rows
 
     @classmethod
     def hstack(
@@ -118,11 +137,11 @@ class WideFeatures:
         device = dense.device
         return WideFeatures(
             dense,
-            self.indptr.to(device),
+            None if self._indptr is None else self._indptr.to(device),
             self.indices.to(device),
             self.values.to(device=device, dtype=dense.dtype),
             self.sparse_width,
-            self.rows.to(device),
+            None if self._rows is None else self._rows.to(device),
             self.per_row,
         )
 
@@ -145,9 +164,9 @@ class WideFeatures:
         if self.per_row is not None:
             shape = (len(self), self.per_row)
             return WideFeatures.fixed(
-                self.dense[index],
-                self.indices.view(shape)[index],
-                self.values.view(shape)[index],
+                torch.index_select(self.dense, 0, index),
+                torch.index_select(self.indices.view(shape), 0, index),
+                torch.index_select(self.values.view(shape), 0, index),
                 self.sparse_width,
             )
         starts = self.indptr[index]
@@ -172,11 +191,11 @@ class WideFeatures:
         """The same sparse block beside another dense block of the same rows."""
         return WideFeatures(
             dense,
-            self.indptr,
+            self._indptr,
             self.indices,
             self.values.to(dense.dtype),
             self.sparse_width,
-            self.rows,
+            self._rows,
             self.per_row,
         )
 
@@ -184,11 +203,11 @@ class WideFeatures:
         """Row i times factor[i]."""
         return WideFeatures(
             self.dense * factor[:, None],
-            self.indptr,
+            self._indptr,
             self.indices,
             self.values * factor[self.rows],
             self.sparse_width,
-            self.rows,
+            self._rows,
             self.per_row,
         )
 
@@ -204,14 +223,23 @@ class WideFeatures:
         """(rows, outputs) X Wᵀ + b, in the weight's dtype (the features' own must match)."""
         d = self.dense.shape[1]
         logits = torch.addmm(bias, self.dense, weight[:, :d].t())
-        sparse = F.embedding_bag(
-            self.indices,
-            weight[:, d:].t(),
-            self.indptr,
-            mode="sum",
-            per_sample_weights=self.values,
-            include_last_offset=True,
-        )
+        if self.per_row is not None:  # bags of per_row entries: no offsets
+            shape = (len(self), self.per_row)
+            sparse = F.embedding_bag(
+                self.indices.view(shape),
+                weight[:, d:].t(),
+                mode="sum",
+                per_sample_weights=self.values.view(shape),
+            )
+        else:
+            sparse = F.embedding_bag(
+                self.indices,
+                weight[:, d:].t(),
+                self.indptr,
+                mode="sum",
+                per_sample_weights=self.values,
+                include_last_offset=True,
+            )
         return logits.add_(sparse)
 
     def transposed_product(
@@ -232,7 +260,11 @@ class WideFeatures:
         else:
             out[:, :d] = torch.mm(residual, self.dense).mul_(scale)
             out[:, d:].zero_()
-        entries = residual[:, self.rows] * (self.values * scale)
+        if self.per_row is not None:  # each row's entries side by side: no row of each entry
+            scaled = (self.values * scale).view(len(self), self.per_row)
+            entries = (residual.unsqueeze(-1) * scaled).reshape(len(residual), -1)
+        else:
+            entries = residual[:, self.rows] * (self.values * scale)
         out[:, d:].index_add_(1, self.indices, entries)
         return out
 
