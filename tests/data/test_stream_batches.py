@@ -53,7 +53,7 @@ def test_no_buffer_holds_more_than_its_rows() -> None:
         assert sum(b - a for _, a, b in buffer.spans) <= one.buffer_rows == 12
 
 
-@pytest.mark.parametrize("world_size", [2, 3])
+@pytest.mark.parametrize("world_size", [2, 3, len(ROWS)])  # len(ROWS): one row group a rank
 def test_ranks_read_their_own_row_groups_and_take_the_same_number_of_steps(
     world_size: int,
 ) -> None:

@@ -77,7 +77,10 @@ class StreamBatches(ResumableGroups, Sampler[tuple[Buffer, list[Tensor]]]):
 
     def buffers(self) -> Iterator[Buffer]:
         """This epoch's shuffle buffers, in order (from the row groups' row counts alone)."""
-        order = self.share[epoch_permutation(len(self.share), self.seed, self.epoch, self.rank)]
+        # As a NumPy index: a one-element tensor would index as a scalar (one row group a rank).
+        order = self.share[
+            epoch_permutation(len(self.share), self.seed, self.epoch, self.rank).numpy()
+        ]
         spans: list[tuple[int, int, int]] = []
         filled, left, index = 0, self.rows_per_rank, 0
         for group in order.tolist():
