@@ -13,9 +13,11 @@ one torch thread:
   data.path whole), rows per second side by side;
 - Vowpal Wabbit on the first 2M rows: its pass over its own cache (`--cache_file`, logistic
   loss, the cache made beforehand from VW text), rows per second, against the streamed epoch's;
-- `python -m lrexp.train ... data.stream=true trainer=ddp_cpu` (SGD, one epoch, on the largest
-  of --rows): the whole command's wall time and each process's peak RSS (VmHWM, polled), the
-  statistics pass, the epoch and the scoring passes included;
+- `python -m lrexp.train ... data.stream=true trainer=ddp_cpu` (on the largest of --rows; SGD
+  for one epoch, and L-BFGS to tol 1e-4): the whole command's wall time and each process's
+  peak RSS (VmHWM, polled), the statistics pass, the epochs and the scoring passes included;
+  the same command in one process (trainer=default) beside it, and the speed-ups of the whole
+  command and of its training epochs alone (EpochClock);
 - full-batch L-BFGS (tol 1e-4) on a 200 000-row table, three times each in turn: streamed (one
   pass over the row groups per evaluation) against in memory, seconds to the optimum (setup
   and fit; the fastest of each), and the largest difference of their weights.
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import resource
 import shutil
@@ -38,6 +41,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import lightning as L
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -129,18 +133,50 @@ def measure(kind: str, path: Path, val: Path, test: Path) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def ddp_run(path: Path, val: Path, test: Path, folder: Path) -> dict:
-    """The train command under ddp_cpu: wall time and every process's peak RSS."""
+class EpochClock(L.Callback):
+    """A callback for the train command: each training epoch's wall seconds into train.log
+    (rank zero), so a whole command's epoch can be read apart from its start-up."""
+
+    def __init__(self) -> None:
+        self.start = 0.0
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self.start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if trainer.is_global_zero:
+            seconds = time.perf_counter() - self.start
+            logging.getLogger("lrexp.bench").info(f"{EPOCH_CLOCK} {seconds:.6f}")
+
+
+EPOCH_CLOCK = "epoch clock:"
+
+
+def ddp_run(
+    path: Path, val: Path, test: Path, folder: Path, trainer: str = "ddp_cpu", solver: str = "sgd"
+) -> dict:
+    """The train command under `trainer`: wall time, the training epochs' (EpochClock, summed)
+    and every process's peak RSS. SGD: one epoch at lr 0.01; lbfgs: to tol 1e-4."""
+    run_dir = folder / f"run_{trainer}_{solver}"
     command = [sys.executable, "-m", "lrexp.train", "data=table", "data.stream=true"]
     command += ["data.target=y", f"data.path={path}", f"data.val_path={val}"]
-    command += [f"data.test_path={test}", "trainer=ddp_cpu", "model.optimizer=sgd"]
-    command += ["model.lr=0.01", "model.scheduler=null", "trainer.max_epochs=1", "logger=none"]
+    command += [f"data.test_path={test}", f"trainer={trainer}", f"model.optimizer={solver}"]
+    if solver == "sgd":
+        command += ["model.lr=0.01", "model.scheduler=null", "trainer.max_epochs=1"]
+    command += ["logger=none"]
     command += ["data.batch_size=256", "trainer.enable_progress_bar=false"]
-    command += [f"hydra.run.dir={folder / 'ddp_run'}"]
-    shutil.rmtree(folder / "ddp_run", ignore_errors=True)  # a fresh run dir each time
+    command += [f"hydra.run.dir={run_dir}", "+callbacks.epoch_clock._target_=stream.EpochClock"]
+    shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run dir each time
+    environment = os.environ | {
+        "PYTHONPATH": os.pathsep.join(
+            [str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]
+        )
+    }
     start = time.perf_counter()
-    log = (folder / "ddp.log").open("w")
-    process = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)
+    log = (folder / f"{trainer}_{solver}.log").open("w")
+    process = subprocess.Popen(
+        command, stdout=log, stderr=log, start_new_session=True, env=environment
+    )
     peaks: dict[str, int] = {}
     while process.poll() is None:  # the session's processes: the command and its DDP ranks
         for pid in filter(str.isdigit, os.listdir("/proc")):
@@ -154,11 +190,28 @@ def ddp_run(path: Path, val: Path, test: Path, folder: Path) -> dict:
                 if line.startswith("VmHWM"):
                     peaks[pid] = max(peaks.get(pid, 0), int(line.split()[1]) // 1024)
         time.sleep(0.3)
+    wall_s = time.perf_counter() - start
     if process.returncode:
-        raise RuntimeError((folder / "ddp.log").read_text()[-3000:])
+        raise RuntimeError((folder / f"{trainer}_{solver}.log").read_text()[-3000:])
+    clock = [
+        line for line in (run_dir / "train.log").read_text().splitlines() if EPOCH_CLOCK in line
+    ]
     rows = pq.ParquetFile(path).metadata.num_rows
-    return {"rows": rows, "wall_s": time.perf_counter() - start,
+    return {"rows": rows, "wall_s": wall_s, "epochs": len(clock),
+            "fit_s": sum(float(line.split()[-1]) for line in clock),
             "peak_rss_mib_per_process": sorted(peaks.values(), reverse=True)}  # fmt: skip
+
+
+def ddp_report(path: Path, val: Path, test: Path, folder: Path) -> dict:
+    """The train command under ddp_cpu and in one process (trainer=default), SGD and lbfgs,
+    and the speed-ups: of the whole command and of its training epochs alone."""
+    report = {}
+    for solver in ("sgd", "lbfgs"):
+        runs = {t: ddp_run(path, val, test, folder, t, solver) for t in ("ddp_cpu", "default")}
+        for key in ("wall_s", "fit_s"):
+            runs[f"speed_up_{key}"] = runs["default"][key] / runs["ddp_cpu"][key]
+        report[solver] = runs
+    return report
 
 
 def vw_pass(path: Path, folder: Path) -> dict:
@@ -247,7 +300,7 @@ def main() -> None:
     sizes = [int(n) for n in args.rows.split(",")]
     largest = generate(folder / f"train_{max(sizes)}.parquet", max(sizes), 0)
     if args.ddp_only:
-        emit({"ddp_cpu": ddp_run(largest, val, test, folder)}, args.out)
+        emit({"ddp_cpu": ddp_report(largest, val, test, folder)}, args.out)
         return
     for rows in sizes:
         path = generate(folder / f"train_{rows}.parquet", rows, 0)
@@ -274,7 +327,7 @@ def main() -> None:
         report["epoch_time_growth"] = last["epoch_s"] / first["epoch_s"]
         report["row_growth"] = last["rows"] / first["rows"]
     say("ddp_cpu")
-    report["ddp_cpu"] = ddp_run(largest, val, test, folder)
+    report["ddp_cpu"] = ddp_report(largest, val, test, folder)
     say("Vowpal Wabbit")
     vw = vw_pass(folder / f"train_{sizes[0]}.parquet", folder)
     report["vw"] = vw
