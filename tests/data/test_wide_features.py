@@ -10,9 +10,10 @@ from lrexp.data.batches import tensor_loader
 from lrexp.data.wide_features import WideFeatures, as_dense, linear, row_squared_norms
 
 
-def wide(rows: int = 200, seed: int = 0) -> WideFeatures:
+def wide(rows: int = 200, seed: int = 0, fixed: bool = False) -> WideFeatures:
     """Three numbers, two one-hot columns (one entry each, some of value 0: unseen) and a bag of
-    0-4 hashed entries per row (collisions within a row included)."""
+    0-4 hashed entries per row (collisions within a row included); `fixed`: without the bag,
+    every row of the same number of entries (the products' (rows, per_row) views)."""
     generator = torch.Generator().manual_seed(seed)
     dense = torch.randn(rows, 3, generator=generator, dtype=torch.float64)
     onehot = WideFeatures.fixed(
@@ -21,6 +22,8 @@ def wide(rows: int = 200, seed: int = 0) -> WideFeatures:
         (torch.rand(rows, 2, generator=generator) > 0.1).double(),
         12,
     )
+    if fixed:
+        return onehot
     lengths = torch.randint(0, 5, (rows,), generator=generator)
     indptr = torch.cat([torch.zeros(1, dtype=torch.int64), lengths.cumsum(0)])
     entries = int(indptr[-1])
@@ -42,9 +45,11 @@ def test_the_blocks_stand_side_by_side_as_dense_columns() -> None:
     assert (dense[:, 3:15].sum(1) <= 2).all()  # one entry per one-hot column
 
 
+@pytest.mark.parametrize("fixed", [False, True])
 @pytest.mark.parametrize("outputs", [1, 4])
-def test_the_products_equal_the_dense_matrixs(outputs: int) -> None:
-    x = wide()
+def test_the_products_equal_the_dense_matrixs(outputs: int, fixed: bool) -> None:
+    x = wide(fixed=fixed)
+    assert (x.per_row == 2) is fixed
     dense = x.to_dense()
     generator = torch.Generator().manual_seed(1)
     weight = torch.randn(outputs, x.shape[1], generator=generator, dtype=torch.float64)
@@ -60,8 +65,9 @@ def test_the_products_equal_the_dense_matrixs(outputs: int) -> None:
     torch.testing.assert_close(x.scale_rows(factor).to_dense(), dense * factor[:, None])
 
 
-def test_rows_gather_in_any_order_and_slices_as_the_dense_rows() -> None:
-    x = wide()
+@pytest.mark.parametrize("fixed", [False, True])
+def test_rows_gather_in_any_order_and_slices_as_the_dense_rows(fixed: bool) -> None:
+    x = wide(fixed=fixed)
     dense = x.to_dense()
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(2))[:77]
     assert torch.equal(x[order].to_dense(), dense[order])
