@@ -28,7 +28,7 @@ and the in-memory epoch run (or, with --lbfgs-only, L-BFGS; with --ddp-only, the
 Usage: python benchmarks/stream.py [--rows 2000000,10000000] [--dir DIR] [--out FILE]
 [--ddp-only] (only the ddp_cpu run, on the largest of --rows) [--lbfgs-only] (only L-BFGS)
 [--strings N]. Progress goes to stderr. Needs the disk for the largest table (~0.7 GB per 10M
-rows, and ~0.15 GB per string column).
+rows; four string columns add ~5%).
 """
 
 from __future__ import annotations
