@@ -203,9 +203,15 @@ class WideFeatures:
         """The rows of `parts` (of one sparse width) one after another: what torch.cat is to
         tensors (a stream's row groups into one shuffle buffer). Each part's indptr starts at
         0 and ends at its entries, as every WideFeatures' does."""
-        width = parts[0].sparse_width
+        width, per_row = parts[0].sparse_width, parts[0].per_row
         if any(p.sparse_width != width for p in parts):
             raise ValueError(f"WideFeatures.cat: sparse widths {[p.sparse_width for p in parts]}")
+        dense = torch.cat([p.dense for p in parts])
+        indices = torch.cat([p.indices for p in parts])
+        values = torch.cat([p.values for p in parts])
+        if per_row is not None and all(p.per_row == per_row for p in parts):
+            shape = (len(dense), per_row)
+            return cls.fixed(dense, indices.view(shape), values.view(shape), width)
         # Python ints: the offsets need no device synchronisation.
         entries, rows = 0, 0
         indptr, row_of = [parts[0].indptr[:1]], []
@@ -213,16 +219,7 @@ class WideFeatures:
             indptr.append(part.indptr[1:] + entries)
             row_of.append(part.rows + rows)
             entries, rows = entries + len(part.indices), rows + len(part)
-        per_row = parts[0].per_row
-        return cls(
-            torch.cat([p.dense for p in parts]),
-            torch.cat(indptr),
-            torch.cat([p.indices for p in parts]),
-            torch.cat([p.values for p in parts]),
-            width,
-            torch.cat(row_of),
-            per_row if all(p.per_row == per_row for p in parts) else None,
-        )
+        return cls(dense, torch.cat(indptr), indices, values, width, torch.cat(row_of))
 
     def column_sums(self) -> Tensor:
         """Each column's sum in float64, the dense columns then the sparse block's."""
