@@ -22,9 +22,15 @@ one torch thread:
   pass over the row groups per evaluation) against in memory, seconds to the optimum (setup
   and fit; the fastest of each), and the largest difference of their weights.
 
+With --strings N every table (training, validation and test) also has N string columns of
+Zipf-distributed values (exponent ZIPF, cardinalities STRING_CARDINALITIES: up to 1M), which
+carry no signal, hashed (data.categorical=hash, data.hash_bits=18): only the streamed epochs
+and the in-memory epoch run (or, with --lbfgs-only, L-BFGS; with --ddp-only, the ddp_cpu run).
+
 Usage: python benchmarks/stream.py [--rows 2000000,10000000] [--dir DIR] [--out FILE]
-[--ddp-only] (only the ddp_cpu run, on the largest of --rows) [--lbfgs-only] (only L-BFGS).
-Progress goes to stderr. Needs the disk for the largest table (~0.7 GB per 10M rows).
+[--ddp-only] (only the ddp_cpu run, on the largest of --rows) [--lbfgs-only] (only L-BFGS)
+[--strings N]. Progress goes to stderr. Needs the disk for the largest table (~0.7 GB per 10M
+rows; four string columns add ~5%).
 """
 
 from __future__ import annotations
@@ -54,28 +60,38 @@ GROUP_ROWS = 2**17
 CHUNK_ROWS = 2**19
 LBFGS_ROWS = 200_000
 VW_ROWS = 2_000_000
+STRING_CARDINALITIES = (1_000_000, 100_000, 10_000, 1_000)  # string column k's, cycling
+ZIPF = 1.3
 
 
 def say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def chunk(rows: int, seed: int) -> pa.Table:
+def chunk(rows: int, seed: int, strings: int = 0) -> pa.Table:
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(rows, COLUMNS)).astype(np.float32) * np.arange(1, COLUMNS + 1)
     w = np.linspace(-1, 1, COLUMNS) / np.arange(1, COLUMNS + 1)
     y = (x @ w + rng.logistic(size=rows) > 0).astype(np.int8)
-    return pa.table({**{f"x{j}": x[:, j] for j in range(COLUMNS)}, "y": y})
+    columns = {f"x{j}": x[:, j] for j in range(COLUMNS)}
+    for k in range(strings):
+        values = (rng.zipf(ZIPF, rows) - 1) % STRING_CARDINALITIES[k % len(STRING_CARDINALITIES)]
+        columns[f"s{k}"] = pa.array(np.char.add("v", values.astype(str)))
+    return pa.table({**columns, "y": y})
 
 
-def generate(path: Path, rows: int, seed: int) -> Path:
+def table_path(folder: Path, stem: str, strings: int) -> Path:
+    return folder / (f"{stem}_s{strings}.parquet" if strings else f"{stem}.parquet")
+
+
+def generate(path: Path, rows: int, seed: int, strings: int = 0) -> Path:
     """`rows` rows written chunk by chunk: the table is never in memory."""
     if path.exists():
         return path
     say(f"writing {rows} rows to {path}")
     writer = None
     for number, start in enumerate(range(0, rows, CHUNK_ROWS)):
-        table = chunk(min(CHUNK_ROWS, rows - start), seed * 10_000 + number)
+        table = chunk(min(CHUNK_ROWS, rows - start), seed * 10_000 + number, strings)
         writer = writer or pq.ParquetWriter(path, table.schema)
         writer.write_table(table, row_group_size=GROUP_ROWS)
     writer.close()
@@ -102,11 +118,14 @@ def child(kind: str, path: str, val: str, test: str) -> dict:
             num_sanity_val_steps=0,
         )  # fmt: skip
 
+    # String columns (--strings) are hashed.
+    strings = any(pa.types.is_string(field.type) for field in pq.read_schema(path))
+    common = {"test_path": test, "batch_size": 256, "categorical": "hash" if strings else "onehot"}
     start = time.perf_counter()
     if kind.startswith("memory"):
-        data = TableDataModule(path, "y", test_path=test, val_fraction=0.0, batch_size=256)
+        data = TableDataModule(path, "y", val_fraction=0.0, **common)
     else:
-        data = StreamedTableDataModule(path, "y", test_path=test, val_path=val, batch_size=256)
+        data = StreamedTableDataModule(path, "y", val_path=val, **common)
     data.setup("fit")
     setup_s = time.perf_counter() - start
     rows = sum(data.class_counts)
@@ -153,10 +172,17 @@ EPOCH_CLOCK = "epoch clock:"
 
 
 def ddp_run(
-    path: Path, val: Path, test: Path, folder: Path, trainer: str = "ddp_cpu", solver: str = "sgd"
+    path: Path,
+    val: Path,
+    test: Path,
+    folder: Path,
+    trainer: str = "ddp_cpu",
+    solver: str = "sgd",
+    strings: int = 0,
 ) -> dict:
     """The train command under `trainer`: wall time, the training epochs' (EpochClock, summed)
-    and every process's peak RSS. SGD: one epoch at lr 0.01; lbfgs: to tol 1e-4."""
+    and every process's peak RSS. SGD: one epoch at lr 0.01; lbfgs: to tol 1e-4; with
+    `strings`, the string columns hashed."""
     run_dir = folder / f"run_{trainer}_{solver}"
     command = [sys.executable, "-m", "lrexp.train", "data=table", "data.stream=true"]
     command += ["data.target=y", f"data.path={path}", f"data.val_path={val}"]
@@ -166,6 +192,7 @@ def ddp_run(
     command += ["logger=none"]
     command += ["data.batch_size=256", "trainer.enable_progress_bar=false"]
     command += [f"hydra.run.dir={run_dir}", "+callbacks.epoch_clock._target_=stream.EpochClock"]
+    command += ["data.categorical=hash"] if strings else []
     shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run dir each time
     environment = os.environ | {
         "PYTHONPATH": os.pathsep.join(
@@ -202,12 +229,14 @@ def ddp_run(
             "peak_rss_mib_per_process": sorted(peaks.values(), reverse=True)}  # fmt: skip
 
 
-def ddp_report(path: Path, val: Path, test: Path, folder: Path) -> dict:
+def ddp_report(path: Path, val: Path, test: Path, folder: Path, strings: int = 0) -> dict:
     """The train command under ddp_cpu and in one process (trainer=default), SGD and lbfgs,
     and the speed-ups: of the whole command and of its training epochs alone."""
     report = {}
     for solver in ("sgd", "lbfgs"):
-        runs = {t: ddp_run(path, val, test, folder, t, solver) for t in ("ddp_cpu", "default")}
+        runs = {
+            t: ddp_run(path, val, test, folder, t, solver, strings) for t in ("ddp_cpu", "default")
+        }
         for key in ("wall_s", "fit_s"):
             runs[f"speed_up_{key}"] = runs["default"][key] / runs["ddp_cpu"][key]
         report[solver] = runs
@@ -252,11 +281,11 @@ def vw_pass(path: Path, folder: Path) -> dict:
     return {"rows": rows, "pass_s": seconds, "rows_per_s": rows / seconds}
 
 
-def lbfgs_report(folder: Path, val: Path, test: Path, repeats: int = 3) -> dict:
+def lbfgs_report(folder: Path, val: Path, test: Path, strings: int = 0, repeats: int = 3) -> dict:
     """Full-batch L-BFGS streamed and in memory on one LBFGS_ROWS-row table, each `repeats`
     times in turn: the fastest of each (a fit of well under a second moves with the machine's
     other load)."""
-    small = generate(folder / f"train_{LBFGS_ROWS}.parquet", LBFGS_ROWS, 3)
+    small = generate(table_path(folder, f"train_{LBFGS_ROWS}", strings), LBFGS_ROWS, 3, strings)
     say("L-BFGS, streamed and in memory")
     seconds: dict[str, list[float]] = {"stream_lbfgs": [], "memory_lbfgs": []}
     weights = {}
@@ -285,25 +314,33 @@ def main() -> None:
     parser.add_argument("--child", nargs=4, default=None)
     parser.add_argument("--ddp-only", action="store_true")
     parser.add_argument("--lbfgs-only", action="store_true")
+    parser.add_argument("--strings", type=int, default=0)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(*args.child)))
         return
     folder = Path(args.dir or tempfile.mkdtemp(prefix="lrexp_stream_"))
     folder.mkdir(parents=True, exist_ok=True)
-    val = generate(folder / "val.parquet", 20_000, 1)
-    test = generate(folder / "test.parquet", 20_000, 2)
+    strings = args.strings
+    val = generate(table_path(folder, "val", strings), 20_000, 1, strings)
+    test = generate(table_path(folder, "test", strings), 20_000, 2, strings)
     report: dict = {"epochs": [], "columns": COLUMNS, "row_group_rows": GROUP_ROWS}
+    if strings:
+        report["strings"] = {"columns": strings, "zipf": ZIPF, "hash_bits": 18}
+        report["strings"]["cardinalities"] = [
+            STRING_CARDINALITIES[k % len(STRING_CARDINALITIES)] for k in range(strings)
+        ]
     if args.lbfgs_only:
-        emit({"lbfgs": lbfgs_report(folder, val, test)}, args.out)
+        emit({"lbfgs": lbfgs_report(folder, val, test, strings)}, args.out)
         return
     sizes = [int(n) for n in args.rows.split(",")]
-    largest = generate(folder / f"train_{max(sizes)}.parquet", max(sizes), 0)
+    paths = {rows: table_path(folder, f"train_{rows}", strings) for rows in sizes}
+    largest = generate(paths[max(sizes)], max(sizes), 0, strings)
     if args.ddp_only:
-        emit({"ddp_cpu": ddp_report(largest, val, test, folder)}, args.out)
+        emit({"ddp_cpu": ddp_report(largest, val, test, folder, strings)}, args.out)
         return
     for rows in sizes:
-        path = generate(folder / f"train_{rows}.parquet", rows, 0)
+        path = generate(paths[rows], rows, 0, strings)
         say(f"streamed epoch on {rows} rows")
         got = measure("epoch", path, val, test)
         report["epochs"].append({
@@ -314,7 +351,7 @@ def main() -> None:
         })  # fmt: skip
     first = report["epochs"][0]
     say(f"in-memory epoch on {sizes[0]} rows")
-    memory = measure("memory_epoch", folder / f"train_{sizes[0]}.parquet", val, test)
+    memory = measure("memory_epoch", paths[sizes[0]], val, test)
     report["memory_epoch"] = {
         "rows": memory["rows"], "epoch_s": memory["fit_s"], "load_s": memory["setup_s"],
         "rows_per_s": memory["rows"] / memory["fit_s"], "peak_rss_mib": memory["peak_rss_mib"],
@@ -326,8 +363,11 @@ def main() -> None:
         last = report["epochs"][-1]
         report["epoch_time_growth"] = last["epoch_s"] / first["epoch_s"]
         report["row_growth"] = last["rows"] / first["rows"]
+    if strings:  # the hashed table's figures are the epochs'
+        emit(report, args.out)
+        return
     say("ddp_cpu")
-    report["ddp_cpu"] = ddp_report(largest, val, test, folder)
+    report["ddp_cpu"] = ddp_report(largest, val, test, folder, strings)
     say("Vowpal Wabbit")
     vw = vw_pass(folder / f"train_{sizes[0]}.parquet", folder)
     report["vw"] = vw

@@ -163,7 +163,12 @@ CASES = [
     ("wide", "train", [*TABLE, "data.categorical=dense"], "data.categorical='dense'"),
     ("wide", "train", [*TABLE, "data.path={site}/no_text.csv", "data.text=[t]"], "every row"),
     ("wide", "train", [*TABLE, "data.path={site}/no_words.csv", "data.text=[t]"], "no word"),
-    ("wide", "train", [*STREAM, "data.categorical=hash"], "data.stream=true reads"),
+    (
+        "wide",
+        "train",
+        [*STREAM, "data.categorical=hash", "data.missing=mean"],
+        "data.missing=mean with data.categorical=hash",
+    ),
     ("config", "train", [*TABLE, f"{STEPS}=0"], f"{STEPS}=0: give a number"),
     ("config", "train", [*TABLE, "data.val_path={site}/base.parquet"], "needs data.stream=true"),
     ("stream", "train", [*STREAM, "data.path={site}/no_parquet"], "holds no .parquet files"),

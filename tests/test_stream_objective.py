@@ -15,7 +15,9 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from lrexp.data.wide_features import WideFeatures
 from lrexp.objective import Objective
+from lrexp.solvers import CentredFloat64
 from lrexp.stream_objective import PassCache, StreamedSums
 from lrexp.train import main
 from tests.conftest import run_entry
@@ -45,6 +47,36 @@ def test_the_summed_objective_is_the_whole_splits(
     expected = objective.value_and_gradient(centred, y, weight, bias, w)
     for got, want in zip(sums.value_and_gradient(objective, weight, bias), expected, strict=True):
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_a_streamed_sparse_block_is_centred_as_in_memory(reduction: str) -> None:
+    """Row groups of WideFeatures (hashed columns): the mean, value and gradient of the whole
+    split's CentredFloat64, its sparse block centred implicitly; the cache gives them back."""
+    generator = torch.Generator().manual_seed(2)
+    rows = 600
+    x = WideFeatures.fixed(
+        torch.randn(rows, 3, generator=generator, dtype=torch.float64) * 2 + 1,
+        torch.randint(0, 16, (rows, 2), generator=generator),
+        (torch.rand(rows, 2, generator=generator) > 0.2).double(),
+        16,
+    )
+    y = torch.randint(3, (rows,), generator=generator)
+    weight = torch.randn(3, x.shape[1], generator=generator, dtype=torch.float64)
+    bias = torch.randn(3, generator=generator, dtype=torch.float64)
+    objective = Objective(3, l2=0.01, reduction=reduction)
+    chunks = [(x[a : a + 128], y[a : a + 128], None) for a in range(0, rows, 128)]
+    sums = StreamedSums(lambda: iter(chunks), torch.float64, torch.device("cpu"))
+    whole = CentredFloat64(x, y)
+    torch.testing.assert_close(sums.mean, whole.mean)
+    expected = whole.value_and_gradient(objective, weight, bias)
+    got = sums.value_and_gradient(objective, weight, bias)  # read from the cache
+    for a, b in zip(got, expected, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    cached = list(sums.passes())
+    for (a, _, _), (b, _, _) in zip(cached, chunks, strict=True):
+        assert isinstance(a, WideFeatures) and a.per_row == b.per_row == 2
+        assert torch.equal(a.to_dense(), b.to_dense())
 
 
 def write_table(root: Path) -> dict[str, Path]:

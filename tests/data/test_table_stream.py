@@ -4,6 +4,7 @@ mid-run stopped with one line naming it."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from lrexp.data.stream_batches import StreamBatches, StreamRows
 from lrexp.data.table import TableDataModule
 from lrexp.data.table_stream import (
     TEST,
@@ -21,8 +23,10 @@ from lrexp.data.table_stream import (
     held_out,
     table_datamodule,
 )
-from lrexp.data.wide_features import as_dense
+from lrexp.data.wide_features import WideFeatures, as_dense
 from lrexp.errors import LrexpError
+from lrexp.train import main
+from tests.conftest import run_entry
 
 
 def frame(rows: int, seed: int) -> pa.Table:
@@ -174,3 +178,133 @@ def test_a_file_changed_since_the_statistics_pass_is_refused(
     pq.write_table(table.set_column(3, "y", pa.array(y)), path, row_group_size=100)
     with pytest.raises(LrexpError, match="changed since the statistics pass"):
         data.training_rows(0)
+
+
+def strings_frame(rows: int, seed: int) -> pa.Table:
+    """Numbers, two string columns of many values (hashed) and a short text, and a 0/1 target
+    that depends on all three kinds."""
+    rng = np.random.default_rng(seed)
+    a, b = rng.normal(size=(2, rows))
+    city = rng.zipf(1.5, rows) % 300
+    shop = rng.integers(0, 40, rows)
+    words = np.array(["good value", "bad service", "so so", "great good", "awful bad bad"])
+    note = rng.choice(words, rows)
+    logit = a + (city < 3) - 0.5 * (shop % 2) + np.char.count(note, "good") - 0.5
+    y = (logit + rng.logistic(size=rows) > 0).astype(int)
+    return pa.table(
+        {"a": a * 3 + 1, "b": b, "city": [f"c{v}" for v in city], "shop": shop.astype(str)}
+        | {"note": note, "y": y}
+    )
+
+
+@pytest.fixture(scope="module")
+def string_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """1000 training rows in two files of row groups of 90 rows, and the same rows in one file;
+    validation and test in their own files."""
+    root = tmp_path_factory.mktemp("stream_strings")
+    (root / "train").mkdir()
+    whole = strings_frame(1000, 0)
+    for i, start in enumerate((0, 600)):
+        part = whole.slice(start, 600 if start == 0 else 400)
+        pq.write_table(part, root / "train" / f"part{i}.parquet", row_group_size=90)
+    pq.write_table(whole, root / "whole.parquet")
+    pq.write_table(strings_frame(200, 1), root / "val.parquet")
+    pq.write_table(strings_frame(200, 2), root / "test.parquet")
+    return {name: root / name for name in ("train", "whole.parquet", "val.parquet", "test.parquet")}
+
+
+HASHED = {"target": "y", "categorical": "hash", "hash_bits": 10, "text": ["note"], "seed": 0}
+
+
+def sorted_rows(x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
+    """The rows (features and label) in one canonical order, whatever order they came in."""
+    rows = torch.cat([x, y[:, None].to(x.dtype)], 1).numpy()
+    return rows[np.lexsort(rows.T[::-1])]
+
+
+def test_hashed_columns_stream_as_the_in_memory_encoding(string_files: dict[str, Path]) -> None:
+    """An SGD epoch's minibatches (shuffle buffers spanning row groups) hold every training row
+    once, hashed as in memory; the epoch is the same every time for a seed; the held-out rows
+    are the in-memory encoding of their files."""
+    train, val = str(string_files["train"]), str(string_files["val.parquet"])
+    test, whole = str(string_files["test.parquet"]), str(string_files["whole.parquet"])
+    streamed = StreamedTableDataModule(train, val_path=val, test_path=test, **HASHED)
+    streamed.setup("fit")
+    memory = TableDataModule(whole, val_fraction=0.0, test_path=test, **HASHED)
+    memory.setup("fit")
+    kinds = ["numeric"] * 2 + ["hashed"] * 2 + ["text"]
+    assert streamed.state["kinds"] == memory.state["kinds"] == kinds
+    assert streamed.in_features == memory.in_features == 2 + 2**10
+
+    def epoch() -> list[tuple[torch.Tensor, torch.Tensor]]:
+        sampler = StreamBatches(streamed.group_rows, 32, 3, 128, streamed.seed)
+        sampler.set_epoch(1)
+        rows = StreamRows(streamed.training_rows, sampler.share)
+        batches = []
+        for item in sampler:
+            for x, y, _ in rows[item].sharing_one_buffer():
+                assert isinstance(x, WideFeatures) and len(x) <= 32
+                batches.append((x.to_dense(), y))
+        return batches
+
+    first = epoch()
+    x, y = (torch.cat(parts) for parts in zip(*first, strict=True))
+    raw, labels = memory.splits["train"]
+    assert np.array_equal(sorted_rows(x, y), sorted_rows(as_dense(memory.preprocess(raw)), labels))
+    again = epoch()
+    for (x, y), (x_again, y_again) in zip(first, again, strict=True):
+        assert torch.equal(x, x_again) and torch.equal(y, y_again)
+    held, held_labels = streamed.splits["test"]
+    raw, labels = memory.splits["test"]
+    assert isinstance(held, WideFeatures) and torch.equal(held_labels, labels)
+    assert torch.equal(as_dense(streamed.preprocess(held)), as_dense(memory.preprocess(raw)))
+
+
+def hashed_run(files: dict[str, Path], run_dir: Path, *overrides: str) -> int:
+    """lrexp.train on the string table, hashed and streamed (in memory: `overrides` give
+    data.stream=false and its data.path)."""
+    command = ["data=table", "data.target=y", "data.categorical=hash", "data.hash_bits=10"]
+    command += ["data.text=[note]", "logger=none", "trainer.enable_progress_bar=false"]
+    command += [f"data.test_path={files['test.parquet']}", f"hydra.run.dir={run_dir}"]
+    if "data.stream=false" not in overrides:
+        command += ["data.stream=true", f"data.path={files['train']}"]
+        command += [f"data.val_path={files['val.parquet']}"]
+    return run_entry(main, *command, *overrides)
+
+
+@pytest.fixture(scope="module")
+def string_runs(
+    string_files: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Path]:
+    """L-BFGS on the stream and in memory (the same 1000 training rows), to tol 1e-7."""
+    root = tmp_path_factory.mktemp("stream_string_runs")
+    lbfgs = ["model.optimizer=lbfgs", "model.tol=1e-7"]
+    memory = ["data.stream=false", f"data.path={string_files['whole.parquet']}"]
+    memory += ["data.val_fraction=0"]
+    assert hashed_run(string_files, root / "stream", *lbfgs) == 0
+    assert hashed_run(string_files, root / "memory", *lbfgs, *memory) == 0
+    return {"stream": root / "stream", "memory": root / "memory"}
+
+
+def test_streamed_lbfgs_on_hashed_columns_is_the_in_memory_fit(
+    string_runs: dict[str, Path],
+) -> None:
+    weights = {
+        run: torch.load(folder / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+        for run, folder in string_runs.items()
+    }
+    hashed = weights["memory"]["linear.weight"][:, 2:]  # the hashed and text columns'
+    assert hashed.shape[1] == 2**10 and hashed.abs().max() > 0.1
+    for name, tensor in weights["memory"].items():
+        torch.testing.assert_close(weights["stream"][name], tensor, rtol=0, atol=1e-4)
+
+
+def test_a_streamed_sgd_run_on_hashed_columns_scores_and_writes_its_files(
+    string_files: dict[str, Path], string_runs: dict[str, Path], tmp_path: Path
+) -> None:
+    sgd = ["model.optimizer=sgd", "model.lr=0.1", "trainer.max_epochs=2", "data.batch_size=32"]
+    assert hashed_run(string_files, tmp_path, *sgd, "data.shuffle_rows=128") == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    memory = json.loads((string_runs["memory"] / "metrics.json").read_text())
+    assert metrics["test/acc"] > memory["test/acc"] - 0.05
+    assert (tmp_path / "coefficients.csv").is_file()

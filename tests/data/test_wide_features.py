@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lrexp.data.batches import tensor_loader
-from lrexp.data.wide_features import WideFeatures, as_dense, linear, row_squared_norms
+from lrexp.data.wide_features import WideFeatures, as_dense, cat, linear, row_squared_norms
 
 
 def wide(rows: int = 200, seed: int = 0, fixed: bool = False) -> WideFeatures:
@@ -99,3 +99,34 @@ def test_moving_to_what_it_is_returns_itself() -> None:
     x = wide()
     assert x.to("cpu") is x and x.to(torch.float64) is x
     assert x.float().values.dtype == torch.float32 and x.float().indices.dtype == torch.int64
+
+
+def test_concatenated_rows_are_the_dense_rows_one_after_another() -> None:
+    """cat (a stream's row groups into one buffer): bags and fixed rows, and the fixed rows of
+    parts that all have them stay fixed (gathered as views)."""
+    parts = [wide(rows, seed) for rows, seed in ((30, 5), (1, 6), (12, 7))]
+    joined = cat(parts)
+    assert torch.equal(joined.to_dense(), torch.cat([p.to_dense() for p in parts]))
+    assert joined.per_row is None
+    generator = torch.Generator().manual_seed(8)
+    fixed = [
+        WideFeatures.fixed(
+            torch.randn(n, 2, generator=generator),
+            torch.randint(0, 9, (n, 3), generator=generator),
+            torch.rand(n, 3, generator=generator),
+            9,
+        )
+        for n in (4, 6)
+    ]
+    joined = cat(fixed)
+    assert joined.per_row == 3
+    order = torch.tensor([9, 0, 4, 5])
+    assert torch.equal(joined[order].to_dense(), torch.cat([f.to_dense() for f in fixed])[order])
+    tensors = [torch.ones(2, 3), torch.zeros(1, 3)]
+    assert torch.equal(cat(tensors), torch.cat(tensors))  # plain tensors: torch.cat
+
+
+def test_column_sums_and_bytes_are_the_dense_matrixs() -> None:
+    x = wide()
+    torch.testing.assert_close(x.column_sums(), x.to_dense().sum(0))
+    assert x.nbytes == sum(t.nbytes for t in (x.dense, x.indptr, x.indices, x.values, x.rows))

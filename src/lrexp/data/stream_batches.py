@@ -30,10 +30,11 @@ from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 
 from lrexp.data.batches import InMemoryDataset, Minibatches, ResumableGroups, epoch_permutation
+from lrexp.data.wide_features import Features, cat
 
 # (features, labels, sample weights or None) of one row group's training rows, preprocessed, on
-# the training device.
-Rows = tuple[Tensor, Tensor, Tensor | None]
+# the training device; the features WideFeatures where string columns are hashed.
+Rows = tuple[Features, Tensor, Tensor | None]
 ReadRows = Callable[[int], Rows]
 
 
@@ -146,9 +147,7 @@ class StreamRows(Dataset):
             x, y, weight = (
                 None
                 if parts[0][k] is None
-                else torch.cat(
-                    [p[k][a:b] for p, (_, a, b) in zip(parts, buffer.spans, strict=True)]
-                )
+                else cat([p[k][a:b] for p, (_, a, b) in zip(parts, buffer.spans, strict=True)])
                 for k in range(3)
             )
             self._buffer = (buffer, InMemoryDataset(x, y, weight))

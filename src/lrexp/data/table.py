@@ -336,7 +336,8 @@ class TableDataModule(TableExtras, SplitLoaders, L.LightningDataModule):
                 return onehot
             blocks = [b for b in (onehot, raw) if b.sparse_width]
             return WideFeatures.hstack(onehot.dense, blocks)
-        features = raw.new_empty((len(raw), self.in_features))
+        # The module's columns: not the hashed ones (a stream's sparse block beside them).
+        features = raw.new_empty((len(raw), module.n_numeric + module.onehot_width))
         with torch.no_grad():
             for start in range(0, len(raw), PREPROCESS_ROWS):
                 features[start : start + PREPROCESS_ROWS] = module(
@@ -642,9 +643,10 @@ class TableDataModule(TableExtras, SplitLoaders, L.LightningDataModule):
                 [hashed_column(table.arrow[c], c, encoding.hash_bits) for c in hashed], 1
             )
             missing = codes < 0
-            fill = self.state["hash_fill"].numpy()[None, :]
             impute = self.hparams.missing == "mean"
-            codes = np.where(missing, fill if impute else 0, codes)
+            # Only imputation reads the fill (a stream learns none: lrexp.data.table_stream).
+            fill = self.state["hash_fill"].numpy()[None, :] if impute else 0
+            codes = np.where(missing, fill, codes)
             values = (~missing | impute).astype(np.float32)
             width = 2**encoding.hash_bits
             block = WideFeatures.fixed(

@@ -131,16 +131,7 @@ def learn_state(
     means, variances and category counts; categories only from rows of weight > 0 (a weight of
     0 leaves the row out).
     """
-    kinds = {c: column_kind(table.types[c], c, path) for c in columns}
-    for name in encoding.text:
-        if kinds[name] == "numeric":
-            raise LrexpError(
-                f"data.text=[{name}]: column {name!r} of {path} holds numbers, not text; leave "
-                "it out of data.text"
-            )
-        kinds[name] = "text"
-    if encoding.categorical == "hash":
-        kinds = {c: "hashed" if k == "categorical" else k for c, k in kinds.items()}
+    kinds = encoded_kinds(table, columns, path, encoding)
     onehot = [c for c in columns if kinds[c] == "categorical"]
     check_onehot({c: distinct_count(table.arrow[c].take(train)) for c in onehot}, outputs, path)
     hashed = [c for c in columns if kinds[c] == "hashed"]
@@ -152,6 +143,24 @@ def learn_state(
     if hashed:
         state["hash_fill"] = hash_fill(table, hashed, train, path, encoding.hash_bits)
     return state
+
+
+def encoded_kinds(
+    table: TableColumns, columns: list[str], path: str, encoding: Encoding
+) -> dict[str, str]:
+    """Each column's kind as the encoding makes it: numeric, categorical (one-hot), hashed or
+    text (lrexp.data.table_hashing)."""
+    kinds = {c: column_kind(table.types[c], c, path) for c in columns}
+    for name in encoding.text:
+        if kinds[name] == "numeric":
+            raise LrexpError(
+                f"data.text=[{name}]: column {name!r} of {path} holds numbers, not text; leave "
+                "it out of data.text"
+            )
+        kinds[name] = "text"
+    if encoding.categorical == "hash":
+        kinds = {c: "hashed" if k == "categorical" else k for c, k in kinds.items()}
+    return kinds
 
 
 def hash_fill(

@@ -14,6 +14,12 @@ row group by row group (lrexp.data.row_groups) and never held whole.
   validation with data.val_fraction of the rest. The held-out rows are kept in memory (the
   run's metrics and figures are computed on them): give a bounded data.test_path/val_path, or
   small fractions, for a very large table.
+- Features: the in-memory table's, with the one-hot columns dense (made a row group at a
+  time); hashed (data.categorical=hash) and text (data.text) columns hashed per row group as in
+  memory (lrexp.data.table_hashing), a sparse block beside them (WideFeatures). A hashed column
+  needs no statistics, so the pass keeps no list of its values: data.missing=mean (the most
+  frequent value) is refused for it, and coefficients.csv leaves the hashed columns out (no
+  values to name them by).
 - Training: each rank reads its share of the row groups through a shuffle buffer of
   data.shuffle_rows rows (stream_batches); the loader is resumable inside an epoch.
 - NumPy: data.path=features.npy is memory-mapped and read in blocks of rows
@@ -42,10 +48,12 @@ from lrexp.data.npy_rows import NpyRows, is_npy
 from lrexp.data.row_groups import RowGroups
 from lrexp.data.stream_batches import StreamBatches, StreamRows
 from lrexp.data.table import TableDataModule
-from lrexp.data.table_columns import check_finite, column_kind
+from lrexp.data.table_columns import check_finite
 from lrexp.data.table_file import TableColumns, table_columns
 from lrexp.data.table_labels import label_groups, target_column
-from lrexp.data.table_preprocessing import TrainingStatistics
+from lrexp.data.table_memory import check_hashed
+from lrexp.data.table_preprocessing import TrainingStatistics, encoded_kinds
+from lrexp.data.wide_features import Features, WideFeatures, cat
 from lrexp.errors import LrexpError
 
 log = logging.getLogger(__name__)
@@ -115,19 +123,21 @@ class StreamedTableDataModule(TableDataModule):
         batches_per_fetch: int | None = None,
         shuffle_rows: int = 2**16,
     ) -> None:
-        # A stream's features are dense: one-hot columns, made dense a row group at a time.
-        if categorical != "onehot" or text:
+        # Imputing a hashed column takes its most frequent training value: a list of every
+        # value, which a stream never keeps.
+        if categorical == "hash" and missing == "mean":
             raise LrexpError(
-                f"data.categorical={categorical}, data.text={text}: data.stream=true reads "
-                "numeric and one-hot columns; hashed and text columns need the table in memory "
-                "(data.stream=false)"
+                "data.missing=mean with data.categorical=hash: a stream keeps no values of its "
+                "hashed columns to impute the most frequent; use data.missing=drop (or error), "
+                "or data.stream=false"
             )
         super().__init__(
             path=path, target=target, features=features, test_path=test_path,
             test_fraction=test_fraction, val_fraction=val_fraction, batch_size=batch_size,
             normalize=normalize, missing=missing, positive=positive, negative=negative,
             classes=classes, delimiter=delimiter, onehot_drop=onehot_drop, weight=weight,
-            hash_bits=hash_bits, ngram_max=ngram_max, seed=seed,
+            categorical=categorical, hash_bits=hash_bits, text=text, ngram_max=ngram_max,
+            seed=seed,
             minibatches_per_step=minibatches_per_step, batches_per_fetch=batches_per_fetch,
         )  # fmt: skip
         if not (isinstance(shuffle_rows, int) and shuffle_rows > 0):
@@ -203,6 +213,13 @@ class StreamedTableDataModule(TableDataModule):
 
     # --- the stream ----------------------------------------------------------------------------
 
+    def preprocess(self, raw: Features) -> Features:
+        """The in-memory table's preprocessing with the one-hot columns dense (a row group at a
+        time); hashed and text columns stay a sparse block beside them (WideFeatures)."""
+        if isinstance(raw, WideFeatures):
+            return raw.with_dense(super().preprocess(raw.dense))
+        return super().preprocess(raw)
+
     def training_rows(
         self, group: int, device: torch.device | str = "cpu"
     ) -> tuple[Tensor, Tensor, Tensor | None]:
@@ -242,7 +259,7 @@ class StreamedTableDataModule(TableDataModule):
         hp = self.hparams
         columns = self._columns()
         arrow = source.read(group, columns)
-        text = [hp.target, *self.state.get("categories", {})]
+        text = [hp.target, *self._string_columns()]
         table = table_columns(arrow, columns, text)
         check_finite(table, self.feature_columns, f"{source.key}={source.file(group)}")
         return table
@@ -267,7 +284,7 @@ class StreamedTableDataModule(TableDataModule):
         for group in range(len(source)):
             table = self._table(source, group)
             if not kinds:
-                kinds = {c: column_kind(table.types[c], c, hp.path) for c in self.feature_columns}
+                kinds = encoded_kinds(table, self.feature_columns, hp.path, self.configured)
             file = source.file(group)
             rows = self._complete_rows(
                 table, [*self.feature_columns, hp.target], file, "data.path", "data."
@@ -300,7 +317,9 @@ class StreamedTableDataModule(TableDataModule):
             statistics = TrainingStatistics(kinds)
             for value in (v for group in groups for v in group if v in by_value):
                 statistics.merge(by_value[value])
-            self.state |= statistics.state(hp.path, hp.normalize)
+            self.state |= statistics.state(hp.path, hp.normalize) | self.configured.state()
+            if {"hashed", "text"} & set(kinds.values()):
+                check_hashed(self.configured.hash_bits, 1 if len(groups) == 2 else len(groups))
             self._build_preprocessing()
         label_of = {v: k for k, group in enumerate(self._state("label_groups")) for v in group}
         self.group_rows = np.array(
@@ -330,21 +349,30 @@ class StreamedTableDataModule(TableDataModule):
             )
             if not own:
                 rows = rows[self._splits_of(source, group)[rows] == split]
-            raws.append(self._raw(table, {"held": rows})["held"].contiguous())
+            raw = self._raw(table, {"held": rows})["held"]
+            raws.append(raw.contiguous() if isinstance(raw, Tensor) else raw)
             labels.append(torch.from_numpy(y[rows]))
             if (weight := self._weights(table, source.file(group))) is not None:
                 weights.append(torch.from_numpy(weight[rows]))
-        return torch.cat(raws), torch.cat(labels), torch.cat(weights) if weights else None
+        return cat(raws), torch.cat(labels), torch.cat(weights) if weights else None
 
     @rank_zero_only
     def _log_memory(self) -> None:
-        width = self.in_features
+        dense = self.in_features - self._hashed_width()
         batch = self.hparams.batch_size
         buffer = max(batch, self.hparams.shuffle_rows // batch * batch)
-        held = sum(x.numel() * x.element_size() for x, _ in self.splits.values())
+        held = [x for x, _ in self.splits.values()]
+        size = sum(x.nbytes for x in held)
+        row_bytes, shown = 4 * dense, f"{dense} features"
+        if wide := [x for x in held if isinstance(x, WideFeatures)]:
+            # Hashed entries per row as the held-out rows have them (the same table's rows);
+            # each a column and a row (int64) and a value (float32), each row its offset.
+            entries = sum(len(x.indices) for x in wide) / max(sum(len(x) for x in wide), 1)
+            row_bytes += 8 + 20 * entries
+            shown = f"{dense} dense features and ~{entries:.1f} hashed entries"
         log.info(
             f"data.stream: {len(self.group_rows)} row groups, {int(self.group_rows.sum())} "
-            f"training rows; the stream holds a shuffle buffer of {buffer} rows x {width} "
-            f"features ({buffer * width * 4 / 2**20:.1f} MiB float32) and one row group; the "
-            f"held-out splits take {held / 2**20:.1f} MiB"
+            f"training rows; the stream holds a shuffle buffer of {buffer} rows x {shown} "
+            f"({buffer * row_bytes / 2**20:.1f} MiB) and one row group; the held-out splits "
+            f"take {size / 2**20:.1f} MiB"
         )

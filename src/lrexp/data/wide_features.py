@@ -217,6 +217,41 @@ class WideFeatures:
         sparse.index_put_((self.rows, self.indices), self.values, accumulate=True)
         return torch.cat([self.dense, sparse], 1)
 
+    @classmethod
+    def cat(cls, parts: Sequence[WideFeatures]) -> WideFeatures:
+        """The rows of `parts` (of one sparse width) one after another: what torch.cat is to
+        tensors (a stream's row groups into one shuffle buffer). Each part's indptr starts at
+        0 and ends at its entries, as every WideFeatures' does."""
+        width, per_row = parts[0].sparse_width, parts[0].per_row
+        if any(p.sparse_width != width for p in parts):
+            raise ValueError(f"WideFeatures.cat: sparse widths {[p.sparse_width for p in parts]}")
+        dense = torch.cat([p.dense for p in parts])
+        indices = torch.cat([p.indices for p in parts])
+        values = torch.cat([p.values for p in parts])
+        if per_row is not None and all(p.per_row == per_row for p in parts):
+            shape = (len(dense), per_row)
+            return cls.fixed(dense, indices.view(shape), values.view(shape), width)
+        # Python ints: the offsets need no device synchronisation.
+        entries, rows = 0, 0
+        indptr, row_of = [parts[0].indptr[:1]], []
+        for part in parts:
+            indptr.append(part.indptr[1:] + entries)
+            row_of.append(part.rows + rows)
+            entries, rows = entries + len(part.indices), rows + len(part)
+        return cls(dense, torch.cat(indptr), indices, values, width, torch.cat(row_of))
+
+    def column_sums(self) -> Tensor:
+        """Each column's sum in float64, the dense columns then the sparse block's."""
+        sparse = self.dense.new_zeros(self.sparse_width, dtype=torch.float64)
+        sparse.index_add_(0, self.indices, self.values.double())
+        return torch.cat([self.dense.double().sum(0), sparse])
+
+    @property
+    def nbytes(self) -> int:
+        """The bytes its tensors hold."""
+        parts = (self.dense, self.indptr, self.indices, self.values, self.rows)
+        return sum(p.numel() * p.element_size() for p in parts)
+
     # --- the products ---------------------------------------------------------------------------
 
     def linear(self, weight: Tensor, bias: Tensor) -> Tensor:
@@ -305,3 +340,10 @@ def row_squared_norms(x: Features) -> Tensor:
 def as_dense(x: Features) -> Tensor:
     """Every column of a few rows (inference's slices)."""
     return x.to_dense() if isinstance(x, WideFeatures) else x
+
+
+def cat(parts: Sequence[Features]) -> Features:
+    """The rows of `parts` one after another: all tensors, or all WideFeatures."""
+    if isinstance(parts[0], WideFeatures):
+        return WideFeatures.cat(parts)
+    return torch.cat(parts)
