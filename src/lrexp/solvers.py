@@ -448,8 +448,7 @@ class CentredFloat64:
         centred = dense.to(products) - mean
         self.mean = mean.double()
         if isinstance(x, WideFeatures):
-            sums = dense.new_zeros(x.sparse_width, dtype=torch.float64)
-            sums.index_add_(0, x.indices, x.values.double())
+            sums = x.sparse_column_sums()
             self.implicit = torch.cat([torch.zeros_like(self.mean), sums / max(len(x), 1)])
             self.mean = torch.cat([self.mean, self.implicit[len(mean) :]])
             self.x = x.with_dense(centred).to(products)

@@ -65,8 +65,13 @@ class PassCache:
         for rows in self.source():
             x, y, weight = rows
             wide = isinstance(x, WideFeatures)
-            # The rows of each entry follow from indptr: not written.
-            tensors = [x.dense, x.indptr, x.indices, x.values] if wide else [x]
+            # The rows of each entry follow from indptr, and indptr from per_row where every
+            # row has as many entries: neither is written then.
+            if wide:
+                indptr = None if x.per_row is not None else x.indptr
+                tensors = [x.dense, indptr, x.indices, x.values]
+            else:
+                tensors = [x]
             specs: list[Spec | None] = []
             for part in [*tensors, y, weight]:
                 if part is None:

@@ -130,3 +130,7 @@ def test_column_sums_and_bytes_are_the_dense_matrixs() -> None:
     x = wide()
     torch.testing.assert_close(x.column_sums(), x.to_dense().sum(0))
     assert x.nbytes == sum(t.nbytes for t in (x.dense, x.indptr, x.indices, x.values, x.rows))
+    fixed = wide(fixed=True)  # no offsets or entry rows held, none made to count them
+    assert fixed.nbytes == sum(t.nbytes for t in (fixed.dense, fixed.indices, fixed.values))
+    assert fixed._indptr is None and fixed._rows is None
+    torch.testing.assert_close(fixed.column_sums(), fixed.to_dense().sum(0))

@@ -365,10 +365,11 @@ class StreamedTableDataModule(TableDataModule):
         size = sum(x.nbytes for x in held)
         row_bytes, shown = 4 * dense, f"{dense} features"
         if wide := [x for x in held if isinstance(x, WideFeatures)]:
-            # Hashed entries per row as the held-out rows have them (the same table's rows);
-            # each a column and a row (int64) and a value (float32), each row its offset.
-            entries = sum(len(x.indices) for x in wide) / max(sum(len(x) for x in wide), 1)
-            row_bytes += 8 + 20 * entries
+            # A row's bytes as the held-out rows hold them: the same table's rows, joined as a
+            # shuffle buffer joins row groups (cat), so in the buffer's layout.
+            rows = max(sum(len(x) for x in wide), 1)
+            entries = sum(len(x.indices) for x in wide) / rows
+            row_bytes = sum(x.nbytes for x in wide) / rows
             shown = f"{dense} dense features and ~{entries:.1f} hashed entries"
         log.info(
             f"data.stream: {len(self.group_rows)} row groups, {int(self.group_rows.sum())} "

@@ -240,17 +240,20 @@ class WideFeatures:
             entries, rows = entries + len(part.indices), rows + len(part)
         return cls(dense, torch.cat(indptr), indices, values, width, torch.cat(row_of))
 
+    def sparse_column_sums(self) -> Tensor:
+        """Each sparse column's sum in float64."""
+        sums = self.dense.new_zeros(self.sparse_width, dtype=torch.float64)
+        return sums.index_add_(0, self.indices, self.values.double())
+
     def column_sums(self) -> Tensor:
         """Each column's sum in float64, the dense columns then the sparse block's."""
-        sparse = self.dense.new_zeros(self.sparse_width, dtype=torch.float64)
-        sparse.index_add_(0, self.indices, self.values.double())
-        return torch.cat([self.dense.double().sum(0), sparse])
+        return torch.cat([self.dense.double().sum(0), self.sparse_column_sums()])
 
     @property
     def nbytes(self) -> int:
-        """The bytes its tensors hold."""
-        parts = (self.dense, self.indptr, self.indices, self.values, self.rows)
-        return sum(p.numel() * p.element_size() for p in parts)
+        """The bytes its tensors hold (indptr and rows only where made)."""
+        parts = (self.dense, self._indptr, self.indices, self.values, self._rows)
+        return sum(p.numel() * p.element_size() for p in parts if p is not None)
 
     # --- the products ---------------------------------------------------------------------------
 
