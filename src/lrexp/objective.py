@@ -19,7 +19,10 @@ is not differentiable; SGD and Adam apply it as a proximal step, L-BFGS does not
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 import torch.nn.functional as F
@@ -44,6 +47,48 @@ def class_weights(
         total = sum(counts)
         return torch.tensor([total / (num_classes * c) for c in counts])
     return torch.tensor([float(w) for w in spec])
+
+
+@dataclass
+class Labels:
+    """The labels of one or more minibatches in turn, as the loss and its gradient read them,
+    prepared once for all of them (a loader item's group): minibatch t holds rows
+    bounds[t]:bounds[t + 1]."""
+
+    y: Tensor  # (rows,) class indices
+    target: Tensor  # (rows, 1): two labels, y in the parameters' dtype; K classes, y
+    row_weights: Tensor | None  # (rows, 1) c_y v in the parameters' dtype; None: every row's is 1
+    bounds: list[int]
+    counts: list[float]  # each minibatch's rows, counted by their sample weights
+    minus_ones: Tensor | None  # K classes: (rows, 1) of -1, what onehot(y) takes off p
+
+    def __len__(self) -> int:
+        return len(self.counts)
+
+    def rows(self, minibatch: int) -> slice:
+        return slice(self.bounds[minibatch], self.bounds[minibatch + 1])
+
+    def part(self, first: int, stop: int) -> Labels:
+        """Minibatches first..stop-1 alone, their rows counted from 0."""
+        rows = slice(self.bounds[first], self.bounds[stop])
+
+        def cut(t: Tensor | None) -> Tensor | None:
+            return None if t is None else t[rows]
+
+        bounds = [b - rows.start for b in self.bounds[first : stop + 1]]
+        return Labels(
+            self.y[rows],
+            self.target[rows],
+            cut(self.row_weights),
+            bounds,
+            self.counts[first:stop],
+            cut(self.minus_ones),
+        )
+
+    @cached_property
+    def minibatch_of_row(self) -> Tensor:
+        sizes = torch.tensor([b - a for a, b in itertools.pairwise(self.bounds)])
+        return torch.repeat_interleave(torch.arange(len(self)), sizes).to(self.y.device)
 
 
 class Objective(nn.Module):
@@ -113,22 +158,58 @@ class Objective(nn.Module):
         by 1 instead (its step is the penalty's alone)."""
         return len(y) if sample_weight is None else sample_weight.double().sum().item()
 
-    def loss(self, logits: Tensor, y: Tensor, sample_weight: Tensor | None = None) -> Tensor:
-        """The weighted loss, a mean over the rows (not over their class weights) or a sum."""
-        row_weights = self.row_weights(y, sample_weight)
-        if self.binary:
-            losses = F.binary_cross_entropy_with_logits(
-                logits, y.to(logits.dtype), reduction="none"
-            )
-        else:
-            losses = F.cross_entropy(logits, y, reduction="none")
-        if row_weights is not None:
-            losses = losses * row_weights.to(losses.dtype)
-        if self.reduction == "sum":
-            return losses.sum()
+    def labels(
+        self,
+        y: Tensor,
+        sample_weight: Tensor | None = None,
+        sizes: Sequence[int] | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> Labels:
+        """(y, sample_weight) as the loss and its gradient read them, for minibatches of `sizes`
+        rows in turn (None: one of all the rows); `dtype` the parameters'."""
+        sizes = [len(y)] if sizes is None else list(sizes)
+        bounds = [0, *itertools.accumulate(sizes)]
         if sample_weight is None:
-            return losses.mean()
-        return losses.sum() / (self.rows(y, sample_weight) or 1.0)
+            counts = [float(n) for n in sizes]
+        else:  # adding a zero weight changes no running total: a minibatch of zeros counts 0
+            running = torch.cat(
+                [sample_weight.new_zeros(1, dtype=torch.float64), sample_weight.double().cumsum(0)]
+            )
+            ends = running[bounds].tolist()
+            counts = [b - a for a, b in itertools.pairwise(ends)]
+        row_weights = self.row_weights(y, sample_weight)
+        if row_weights is not None:
+            row_weights = row_weights.to(dtype).unsqueeze(1)
+        if self.binary:
+            target, minus_ones = y.to(dtype).unsqueeze(1), None
+        else:
+            target = y.unsqueeze(1)
+            minus_ones = torch.full(target.shape, -1.0, dtype=dtype, device=y.device)
+        return Labels(y, target, row_weights, bounds, counts, minus_ones)
+
+    def losses(self, logits: Tensor, labels: Labels) -> Tensor:
+        """Each minibatch's loss from its rows' logits (rows, outputs), in one pass over all
+        of `labels`' minibatches: a mean over its rows (their sample weights, not their class
+        weights) or a sum."""
+        if self.binary:
+            per_row = F.binary_cross_entropy_with_logits(logits, labels.target, reduction="none")
+        else:
+            per_row = F.cross_entropy(logits, labels.y, reduction="none").unsqueeze(1)
+        if labels.row_weights is not None:
+            per_row = per_row * labels.row_weights
+        per_row = per_row.squeeze(1)
+        if len(labels) == 1:
+            totals = per_row.sum().reshape(1)
+        else:
+            totals = per_row.new_zeros(len(labels)).index_add_(0, labels.minibatch_of_row, per_row)
+        if self.reduction == "sum":
+            return totals
+        return totals.div_(totals.new_tensor([count or 1.0 for count in labels.counts]))
+
+    def loss(self, logits: Tensor, y: Tensor, sample_weight: Tensor | None = None) -> Tensor:
+        """The weighted loss (0-d) of logits as `logits()` gives them."""
+        labels = self.labels(y, sample_weight, dtype=logits.dtype)
+        return self.losses(logits.unsqueeze(-1) if self.binary else logits, labels)[0]
 
     def penalty(self, weight: Tensor, rows: float, l1: bool = True) -> Tensor:
         """s · (l2/2 ‖w‖² + l1 ‖w‖₁) for a step over `rows` rows, in float64."""
@@ -139,51 +220,61 @@ class Objective(nn.Module):
             value = value + self.l1 * weight.double().abs().sum()
         return self.share(rows) * value
 
-    def loss_and_probs_(
-        self, logits: Tensor, y: Tensor, sample_weight: Tensor | None = None
-    ) -> tuple[Tensor, Tensor]:
-        """The loss (0-d) and the probabilities from one pass over the logits; for two labels
-        the probabilities take the logits' buffer."""
-        row_weights = self.row_weights(y, sample_weight)
-        if self.binary and row_weights is None:  # the common case in one fused kernel
-            loss = F.binary_cross_entropy_with_logits(
-                logits, y.to(logits.dtype), reduction=self.reduction
-            )
-            return loss, logits.sigmoid_()
+    def probs_(self, logits: Tensor, out: Tensor | None = None) -> Tensor:
+        """Probabilities of (rows, outputs) logits, into `out` (None: sigmoid in place, a new
+        softmax)."""
         if self.binary:
-            losses = F.binary_cross_entropy_with_logits(
-                logits, y.to(logits.dtype), reduction="none"
-            )
-            probs = logits.sigmoid_()
-        else:
-            log_probs = logits.log_softmax(-1)
-            losses = -log_probs.gather(1, y.unsqueeze(1)).squeeze(1)
-            probs = log_probs.exp_()
-        if row_weights is not None:
-            losses = losses * row_weights.to(losses.dtype)
-        if self.reduction == "sum":
-            loss = losses.sum()
-        elif sample_weight is None:
-            loss = losses.mean()
-        else:
-            loss = losses.sum() / (self.rows(y, sample_weight) or 1.0)
-        return loss, probs
+            return logits.sigmoid_() if out is None else torch.sigmoid(logits, out=out)
+        return logits.softmax(-1) if out is None else torch.softmax(logits, -1, out=out)
 
-    def residual_(
-        self, probs: Tensor, y: Tensor, sample_weight: Tensor | None = None
-    ) -> tuple[Tensor, float]:
-        """∂J/∂z = v c_y (p - onehot(y)) / D as (v c_y (p - onehot(y)), 1/D): the first in place
-        of the probabilities, the factor left for the matrix product to apply."""
+    def residual_(self, probs: Tensor, labels: Labels, rows: slice) -> Tensor:
+        """c_y v (p - onehot(y)) for `labels`' rows `rows`, in place of their probabilities."""
         if self.binary:
-            r = probs.sub_(y.to(probs.dtype))
+            r = probs.sub_(labels.target[rows])
         else:
-            r = probs
-            r[torch.arange(len(y), device=r.device), y] -= 1.0
-        row_weights = self.row_weights(y, sample_weight)
-        if row_weights is not None:
-            row_weights = row_weights.to(r.dtype)
-            r.mul_(row_weights if self.binary else row_weights.unsqueeze(-1))
-        return r, 1.0 / (self.rows(y, sample_weight) or 1.0) if self.reduction == "mean" else 1.0
+            r = probs.scatter_add_(1, labels.target[rows], labels.minus_ones[rows])
+        if labels.row_weights is not None:
+            r.mul_(labels.row_weights[rows])
+        return r
+
+    def scale(self, rows: float) -> float:
+        """The factor 1/D of a step over `rows` rows (a mean's; a minibatch of weight 0 takes 1)."""
+        return 1.0 / (rows or 1.0) if self.reduction == "mean" else 1.0
+
+    def step_gradient_(
+        self,
+        x: Features,
+        labels: Labels,
+        minibatch: int,
+        weight: Tensor,
+        bias: Tensor,
+        grad_weight: Tensor,
+        grad_bias: Tensor,
+        logits: Tensor,
+        scratch: Tensor,
+        probs: Tensor | None = None,
+    ) -> None:
+        """Minibatch `minibatch` of `labels` (features x): its logits into `logits`, its
+        probabilities into `probs` where given, ∇J into grad_weight and grad_bias (s·l2·w + rᵀX/D
+        in one fused product); `scratch`, of the logits' shape, takes the residual. The loss is
+        left to `losses`, once for many minibatches, from the logits kept."""
+        rows = labels.rows(minibatch)
+        if isinstance(x, WideFeatures):
+            logits.copy_(x.linear(weight, bias))
+        else:
+            torch.addmm(bias, x, weight.t(), out=logits)
+        if probs is None:
+            r = self.probs_(logits, out=scratch)
+        else:
+            r = scratch.copy_(self.probs_(logits, out=probs))
+        r = self.residual_(r, labels, rows)
+        count = labels.counts[minibatch]
+        scale, decay = self.scale(count), self.share(count) * self.l2
+        if isinstance(x, WideFeatures):
+            x.transposed_product(r.t(), weight, decay, scale, out=grad_weight)
+        else:
+            torch.addmm(weight, r.t(), x, beta=decay, alpha=scale, out=grad_weight)
+        torch.sum(r, 0, out=grad_bias).mul_(scale)  # torch.mean(out=) costs 5× more
 
     def gradient_(
         self,
@@ -196,23 +287,16 @@ class Objective(nn.Module):
         with_probs: bool = False,
         sample_weight: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None]:
-        """A minibatch's loss (0-d) and, `with_probs`, the model's probabilities of its rows;
-        ∇J written into grad_weight and grad_bias: s·l2·w + rᵀX/D in one fused product."""
-        logits = self.logits(x, weight, bias)
-        loss, probs = self.loss_and_probs_(logits, y, sample_weight)
-        kept = probs.clone() if with_probs else None
-        r, scale = self.residual_(probs, y, sample_weight)
-        residual = r.unsqueeze(0) if self.binary else r.t()
-        decay = self.share(self.rows(y, sample_weight)) * self.l2
-        if isinstance(x, WideFeatures):
-            x.transposed_product(residual, weight, decay, scale, out=grad_weight)
-        else:
-            torch.addmm(weight, residual, x, beta=decay, alpha=scale, out=grad_weight)
-        if sample_weight is None and scale == 1.0 / len(y):
-            torch.mean(residual, dim=1, out=grad_bias)
-        else:
-            torch.sum(residual, dim=1, out=grad_bias).mul_(scale)
-        return loss, kept
+        """step_gradient_ on one minibatch (x, y): its loss (0-d) and, `with_probs`, the
+        model's probabilities of its rows (as `probs()` gives them)."""
+        labels = self.labels(y, sample_weight, dtype=weight.dtype)
+        logits, scratch = (weight.new_empty(len(y), len(weight)) for _ in range(2))
+        probs = torch.empty_like(logits) if with_probs else None
+        self.step_gradient_(
+            x, labels, 0, weight, bias, grad_weight, grad_bias, logits, scratch, probs
+        )
+        kept = None if probs is None else probs.squeeze(-1) if self.binary else probs
+        return self.losses(logits, labels)[0], kept
 
     def value_and_gradient(
         self,
@@ -234,16 +318,15 @@ class Objective(nn.Module):
             logits = x.linear(weight.to(products), zero).to(weight.dtype).add_(bias)
         else:
             logits = torch.mm(x, weight.to(products).t()).to(weight.dtype).add_(bias)
-        logits = logits.squeeze(-1) if self.binary else logits
-        rows = self.rows(y, sample_weight)
-        loss, probs = self.loss_and_probs_(logits, y, sample_weight)
-        value = loss.double() + self.penalty(weight, rows, l1=False)
-        r, scale = self.residual_(probs, y, sample_weight)
-        residual = r.unsqueeze(0) if self.binary else r.t()
-        grad_weight = transposed_product(residual.to(products), x).to(weight.dtype).mul_(scale)
+        labels = self.labels(y, sample_weight, dtype=weight.dtype)
+        (rows,) = labels.counts
+        value = self.losses(logits, labels)[0].double() + self.penalty(weight, rows, l1=False)
+        r = self.residual_(self.probs_(logits), labels, slice(None))
+        scale = self.scale(rows)
+        grad_weight = transposed_product(r.t().to(products), x).to(weight.dtype).mul_(scale)
         if self.l2:
             grad_weight.add_(weight, alpha=self.share(rows) * self.l2)
-        return value, grad_weight, residual.sum(1).mul_(scale)
+        return value, grad_weight, r.sum(0).mul_(scale)
 
     def subgradient_norm(
         self, weight: Tensor, grad_weight: Tensor, grad_bias: Tensor, rows: float

@@ -15,6 +15,7 @@ form from lrexp.objective; no step builds an autograd graph.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 
     from lrexp.data.batches import Minibatches
     from lrexp.model import LogisticRegression
-    from lrexp.objective import Objective
+    from lrexp.objective import Labels, Objective
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +204,9 @@ class MinibatchSolver(Solver):
         return self.hp.lr * DECAYS[self.hp.scheduler](min(step / self.total_steps, 1.0))
 
     def training_step(self, model: LogisticRegression, group: Minibatches) -> None:
-        """One update per minibatch of the group, then the epoch metrics' update."""
+        """One update per minibatch of the group, then the epoch metrics' update. The group's
+        labels are gathered and prepared once; each minibatch's logits are kept, and its loss
+        taken from them with the others' in one pass (GroupLogits)."""
         optimizer = model.optimizers()
         torch_optimizer = optimizer.optimizer
         (param_group,) = torch_optimizer.param_groups
@@ -211,62 +214,54 @@ class MinibatchSolver(Solver):
         scheduled = self.hp.scheduler in DECAYS
         scores = train_scores_due(model)
         step = model.trainer.global_step  # SGD steps so far in the run
-        probs, targets, losses, weights = [], [], [], []
+        weight = model.linear.weight
+        y, sample_weight = group.labels()
+        labels = model.objective.labels(y, sample_weight, group.sizes(), weight.dtype)
+        logits = GroupLogits(labels, len(weight), weight, keep_probs=scores)
         # x: valid until the next minibatch is drawn
-        for x, y, sample_weight in group.sharing_one_buffer():
+        for t, x in enumerate(group.features()):
             if scheduled:
                 param_group["lr"] = self.scheduled_lr(step)
+            buffers = logits.of(t)
             if self.plain_steps:
-                loss, p = self.gradient(model, x, y, scores, sample_weight)
+                self.gradient(model, x, labels, t, *buffers)
                 count_step(optimizer, self.update, torch_optimizer)
             else:
-                loss, p = stock_step(
+                stock_step(
                     optimizer,
-                    lambda x=x, y=y, w=sample_weight: self.gradient(model, x, y, scores, w),
+                    lambda x=x, t=t, b=buffers: self.gradient(model, x, labels, t, *b),
                     model,
                 )
-            self.l1_prox(model, torch_optimizer, model.objective.rows(y, sample_weight))
+            self.l1_prox(model, torch_optimizer, labels.counts[t])
+            logits.done(t, model.objective)
             step += 1
-            losses.append(loss)
-            weights.append(sample_weight)
-            if scores:
-                probs.append(p)
-                targets.append(y)
-        losses = torch.stack(losses)
+        losses = logits.losses()
         check_finite(model, losses)
-        if weights[0] is None:
-            # Only the epoch's last minibatch can be short; made on the device, these weights
-            # cost no host-to-device copy.
-            sizes = torch.full_like(losses, len(group.indices[0]))
-            sizes[-1] = len(group.indices[-1])
-        else:
-            sizes = torch.stack([w.sum() for w in weights]).to(losses.dtype)
+        sizes = losses.new_tensor(labels.counts)
         if scores:
-            row_weights = None if weights[0] is None else torch.cat(weights)
-            model.metrics.update(
-                "train", torch.cat(probs), torch.cat(targets), losses, sizes, row_weights
-            )
+            model.metrics.update("train", logits.probs(), y, losses, sizes, sample_weight)
         else:
             model.metrics.update_loss("train", losses, sizes)
 
     def gradient(
         self,
         model: LogisticRegression,
-        x: Tensor,
-        y: Tensor,
-        with_probs: bool,
-        sample_weight: Tensor | None = None,
-    ) -> tuple[Tensor, Tensor | None]:
-        """The minibatch's loss (and probabilities), its gradient in the parameters' .grad;
-        averaged over the ranks under DDP, as DDP's backward hooks would."""
+        x: Features,
+        labels: Labels,
+        minibatch: int,
+        *buffers: Tensor | None,
+    ) -> Tensor:
+        """Minibatch `minibatch`'s gradient in the parameters' .grad (Objective.step_gradient_,
+        into GroupLogits' buffers), averaged over the ranks under DDP, as DDP's backward hooks
+        would; returns its logits (what a closure hands Lightning's precision plugin)."""
         weight, bias = model.linear.weight, model.linear.bias
-        loss, probs = model.objective.gradient_(
-            x.to(weight.dtype), y, weight, bias, weight.grad, bias.grad, with_probs, sample_weight
+        model.objective.step_gradient_(
+            x.to(weight.dtype), labels, minibatch, weight, bias, weight.grad, bias.grad, *buffers
         )
         if self.world_size > 1:
             torch.distributed.all_reduce(self.flat.grads)
             self.flat.grads.div_(self.world_size)
-        return loss, probs
+        return buffers[0]
 
     def update(self, optimizer: torch.optim.Optimizer) -> None:
         """The optimizer's own update from the gradients in .grad: for SGD the arithmetic of
@@ -317,6 +312,55 @@ class MinibatchSolver(Solver):
             )
         )
         self.l1_received += weight - before
+
+
+# The most bytes of logits a group keeps for its deferred losses (GroupLogits): beyond it (many
+# classes, large minibatches) the losses are taken every few minibatches instead.
+GROUP_LOGIT_BYTES = 16 * 2**20
+
+
+class GroupLogits:
+    """The buffers a group's minibatch steps write into: each minibatch's logits, kept until
+    their loss is taken for a window of minibatches at once (one pass, not one per minibatch;
+    Objective.losses), a scratch for the residual, and, on scoring epochs, every row's
+    probabilities for the epoch metrics. The losses are those of the weights each minibatch
+    saw: the logits are its own."""
+
+    def __init__(self, labels: Labels, outputs: int, like: Tensor, keep_probs: bool) -> None:
+        self.labels = labels
+        longest = max(b - a for a, b in itertools.pairwise(labels.bounds))
+        row_bytes = outputs * like.element_size()
+        self.window = max(1, GROUP_LOGIT_BYTES // max(longest * row_bytes, 1))
+        rows = labels.bounds[min(self.window, len(labels))]
+        self.logits = like.new_empty(rows, outputs)
+        self.scratch = like.new_empty(longest, outputs)
+        self._probs = like.new_empty(len(labels.y), outputs) if keep_probs else None
+        self.start = 0  # the first minibatch whose logits the buffer holds
+        self.parts: list[Tensor] = []
+
+    def of(self, minibatch: int) -> tuple[Tensor, Tensor, Tensor | None]:
+        """(logits, scratch, probabilities or None) for minibatch `minibatch`."""
+        rows = self.labels.rows(minibatch)
+        at = self.labels.bounds[self.start]
+        logits = self.logits[rows.start - at : rows.stop - at]
+        probs = None if self._probs is None else self._probs[rows]
+        return logits, self.scratch[: len(logits)], probs
+
+    def done(self, minibatch: int, objective: Objective) -> None:
+        """After minibatch `minibatch`'s step: a full window (or the group's end) takes its
+        losses."""
+        stop = minibatch + 1
+        if stop - self.start < self.window and stop < len(self.labels):
+            return
+        part = self.labels.part(self.start, stop)
+        self.parts.append(objective.losses(self.logits[: len(part.y)], part))
+        self.start = stop
+
+    def losses(self) -> Tensor:
+        return self.parts[0] if len(self.parts) == 1 else torch.cat(self.parts)
+
+    def probs(self) -> Tensor:
+        return self._probs.squeeze(-1) if self._probs.shape[1] == 1 else self._probs
 
 
 class FlatParameters:
@@ -386,25 +430,22 @@ class Adam(MinibatchSolver):
     default_lr = 1e-3  # Adam's usual default: its steps are scaled per coordinate
 
 
-def stock_step(
-    optimizer: LightningOptimizer, gradient: Any, model: LogisticRegression
-) -> tuple[Tensor, Tensor | None]:
+def stock_step(optimizer: LightningOptimizer, gradient: Any, model: LogisticRegression) -> None:
     """The step through Lightning's LightningOptimizer.step (its hooks, precision plugin and
-    step count): the closure writes the closed-form gradient into .grad. Under loss scaling
-    (16-mixed) the gradient is the scaled loss's, which the plugin unscales before the step."""
-    out: list[tuple[Tensor, Tensor | None]] = []
+    step count): the closure writes the closed-form gradient into .grad and returns the
+    minibatch's logits (a plugin skips the update on None). Under loss scaling (16-mixed) the
+    gradient is the scaled loss's, which the plugin unscales before the step."""
     scaler = getattr(model.trainer.precision_plugin, "scaler", None)
 
     def closure() -> Tensor:
         with torch.no_grad():
-            out.append(gradient())
+            logits = gradient()
             if scaler is not None:
                 for p in model.linear.parameters():
                     p.grad.mul_(scaler.get_scale())
-        return out[-1][0]
+        return logits
 
     optimizer.step(closure=closure)
-    return out[-1]
 
 
 # Below this model.tol, L-BFGS' matrix products run in float64: float32 products stall near a

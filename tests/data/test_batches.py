@@ -95,16 +95,20 @@ def test_tensor_loader_serves_pairs_on_the_tensors_device() -> None:
 
 def test_staged_minibatches_are_the_plain_ones_gathered_into_one_reused_buffer() -> None:
     x, y = torch.randn(10, 3), torch.arange(10.0)
-    loader = tensor_loader(x, y, batch_size=4, minibatches_per_step=8, shuffle=True, seed=3)
+    weight = torch.rand(10)
+    loader = tensor_loader(
+        x, y, batch_size=4, minibatches_per_step=8, shuffle=True, seed=3, weight=weight
+    )
     (group,) = list(loader)
-    plain = [(bx.clone(), by) for bx, by, _ in group]
+    plain = [(bx.clone(), by, bw) for bx, by, bw in group]
     assert len(loader.dataset.staging(0)) == 0  # plain iteration allocates no buffer
-    staged = [(bx.clone(), by, bx.data_ptr()) for bx, by, _ in group.sharing_one_buffer()]
-    assert [len(by) for _, by, _ in staged] == [4, 4, 2]
-    for (px, py), (sx, sy, _) in zip(plain, staged, strict=True):
-        assert torch.equal(px, sx) and torch.equal(py, sy)
-    assert len({ptr for *_, ptr in staged}) == 1  # one buffer, every minibatch
+    staged = [(bx.clone(), bx.data_ptr()) for bx in group.features()]
+    assert group.sizes() == [4, 4, 2]
+    labels, weights = group.labels()  # the whole group's, in minibatch order
+    assert torch.equal(labels, torch.cat([py for _, py, _ in plain]))
+    assert torch.equal(weights, torch.cat([pw for *_, pw in plain]))
+    for (px, _, _), (sx, _) in zip(plain, staged, strict=True):
+        assert torch.equal(px, sx)
+    assert len({ptr for _, ptr in staged}) == 1  # one buffer, every minibatch
     (again,) = list(loader)
-    assert (
-        next(again.sharing_one_buffer())[0].data_ptr() == staged[0][2]
-    )  # kept by the loader across items
+    assert next(again.features()).data_ptr() == staged[0][1]  # kept by the loader across items

@@ -242,7 +242,9 @@ def test_hashed_columns_stream_as_the_in_memory_encoding(string_files: dict[str,
         rows = StreamRows(streamed.training_rows, sampler.share)
         batches = []
         for item in sampler:
-            for x, y, _ in rows[item].sharing_one_buffer():
+            group = rows[item]
+            labels = group.labels()[0].split(group.sizes())
+            for x, y in zip(group.features(), labels, strict=True):
                 assert isinstance(x, WideFeatures) and len(x) <= 32
                 batches.append((x.to_dense(), y))
         return batches

@@ -89,10 +89,11 @@ def test_a_loader_serves_the_rows_of_a_dense_loader() -> None:
     served = tensor_loader(x, y, batch_size=32, minibatches_per_step=3, shuffle=True, seed=5)
     reference = tensor_loader(dense, y, batch_size=32, minibatches_per_step=3, shuffle=True, seed=5)
     for group, expected in zip(served, reference, strict=True):
-        pairs = list(group.sharing_one_buffer())
-        assert len(pairs) == len(list(expected))
-        for (xb, yb, _), (xe, ye, _) in zip(pairs, expected, strict=True):
-            assert torch.equal(xb.to_dense(), xe) and torch.equal(yb, ye)
+        features = list(group.features())
+        assert len(features) == len(list(expected))
+        assert torch.equal(group.labels()[0], torch.cat([ye for _, ye, _ in expected]))
+        for xb, (xe, _, _) in zip(features, expected, strict=True):
+            assert torch.equal(xb.to_dense(), xe)
 
 
 def test_moving_to_what_it_is_returns_itself() -> None:

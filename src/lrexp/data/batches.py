@@ -126,7 +126,7 @@ class EpochBatches(ResumableGroups, Sampler[list[Tensor]]):
 
 class InMemoryDataset(Dataset):
     """Features, labels and (optionally) the rows' sample weights, indexed by whole groups of
-    minibatches; keeps the buffer that `Minibatches.sharing_one_buffer()` gathers into."""
+    minibatches; keeps the buffer that `Minibatches.features()` gathers into."""
 
     def __init__(self, x: Features, y: Tensor, weight: Tensor | None = None) -> None:
         self.x, self.y, self.weight = x, y, weight
@@ -149,11 +149,8 @@ class Minibatches:
     """A loader item: a group of minibatches of in-memory tensors, each gathered only when it is
     reached, so that a group never holds more than one minibatch's copy of the features.
 
-    Iterating gives fresh tensors (x, y, sample weights or None). `sharing_one_buffer()` gives
-    the same minibatches with the features gathered into one buffer that the loader reuses for
-    every minibatch, so each is valid only until the next is drawn: that is how the training
-    step uses them, and no minibatch allocates memory (benchmarks/README.md has what fresh
-    tensors cost).
+    Iterating gives fresh tensors (x, y, sample weights or None); the training step takes the
+    group's labels at once (`labels()`) and its features minibatch by minibatch (`features()`).
 
     Deliberately not a Sequence: the DataLoader's default_convert would rebuild it as a list,
     gathering everything.
@@ -174,14 +171,27 @@ class Minibatches:
         for idx in self.indices:
             yield self.source.x[idx], self.source.y[idx], self._weight(idx)
 
-    def sharing_one_buffer(self) -> Iterator[tuple[Features, Tensor, Tensor | None]]:
-        if isinstance(self.source.x, WideFeatures):  # rows of varying width: gathered afresh
-            yield from self
+    def sizes(self) -> list[int]:
+        return [len(idx) for idx in self.indices]
+
+    def labels(self) -> tuple[Tensor, Tensor | None]:
+        """Every minibatch's labels and sample weights (None: every row counts once), one after
+        another: one gather each for the whole group."""
+        idx = self.indices[0] if len(self.indices) == 1 else torch.cat(list(self.indices))
+        return self.source.y[idx], self._weight(idx)
+
+    def features(self) -> Iterator[Features]:
+        """Each minibatch's features in turn, gathered into one buffer that the loader reuses
+        for every minibatch, so each is valid only until the next is drawn: that is how the
+        training step uses them, and no minibatch allocates memory (benchmarks/README.md has
+        what fresh tensors cost). A wide table's rows, of varying width, are gathered afresh."""
+        x = self.source.x
+        if isinstance(x, WideFeatures):
+            yield from (x[idx] for idx in self.indices)
             return
-        buffer = self.source.staging(max((len(idx) for idx in self.indices), default=0))
+        buffer = self.source.staging(max(self.sizes(), default=0))
         for idx in self.indices:
-            x = torch.index_select(self.source.x, 0, idx, out=buffer[: len(idx)])
-            yield x, self.source.y[idx], self._weight(idx)
+            yield torch.index_select(x, 0, idx, out=buffer[: len(idx)])
 
     def _weight(self, idx: Tensor) -> Tensor | None:
         weight = self.source.weight
