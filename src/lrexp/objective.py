@@ -85,9 +85,13 @@ class Labels:
             cut(self.minus_ones),
         )
 
+    @property
+    def sizes(self) -> list[int]:
+        return [b - a for a, b in itertools.pairwise(self.bounds)]
+
     @cached_property
     def minibatch_of_row(self) -> Tensor:
-        sizes = torch.tensor([b - a for a, b in itertools.pairwise(self.bounds)])
+        sizes = torch.tensor(self.sizes)
         return torch.repeat_interleave(torch.arange(len(self)), sizes).to(self.y.device)
 
 

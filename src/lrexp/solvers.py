@@ -15,7 +15,6 @@ form from lrexp.objective; no step builds an autograd graph.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -328,7 +327,7 @@ class GroupLogits:
 
     def __init__(self, labels: Labels, outputs: int, like: Tensor, keep_probs: bool) -> None:
         self.labels = labels
-        longest = max(b - a for a, b in itertools.pairwise(labels.bounds))
+        longest = max(labels.sizes)
         row_bytes = outputs * like.element_size()
         self.window = max(1, GROUP_LOGIT_BYTES // max(longest * row_bytes, 1))
         rows = labels.bounds[min(self.window, len(labels))]
